@@ -1,0 +1,67 @@
+/**
+ * The broker's API, served over comlink to the main thread and to every handler
+ * thread, and the wiring of one store to its owners.
+ */
+
+import type { MessagePort } from 'node:worker_threads';
+import { type Remote, wrap } from 'comlink';
+import type { OwnerControl } from '../shared/messages.js';
+import { endpoint } from '../shared/rpc.js';
+import type { AdmitRequest, BrokerStats, CloseReason, Decision, SessionRef } from '../shared/types.js';
+import type { SessionStore } from './store.js';
+
+export interface BrokerApi {
+  admit(request: AdmitRequest): Promise<Decision>;
+  closed(ref: SessionRef, reason: CloseReason, options?: { refund?: boolean }): void;
+  close(ref: SessionRef, reason: CloseReason): void;
+  /**
+   * Connects a handler thread: it calls this API through `brokerPort`, and the
+   * broker closes that thread's sessions through `controlPort`.
+   */
+  attach(threadId: number, brokerPort: MessagePort, controlPort: MessagePort): void;
+  ownerGone(threadId: number): void;
+  sweep(): void;
+  stats(): BrokerStats;
+  shutdown(timeoutMs: number): Promise<void>;
+}
+
+/** Routes close requests to the owner threads that attached. */
+export class OwnerRegistry {
+  readonly #owners = new Map<number, { remote: Remote<OwnerControl>; port: MessagePort }>();
+
+  attach(threadId: number, port: MessagePort): void {
+    this.#owners.get(threadId)?.port.close();
+    this.#owners.set(threadId, { remote: wrap<OwnerControl>(endpoint(port)), port });
+  }
+
+  detach(threadId: number): void {
+    this.#owners.get(threadId)?.port.close();
+    this.#owners.delete(threadId);
+  }
+
+  close(owner: number, ref: SessionRef, reason: CloseReason): Promise<void> {
+    const entry = this.#owners.get(owner);
+    if (!entry) return Promise.reject(new Error(`no handler thread ${owner}`));
+    return entry.remote.close(ref, reason);
+  }
+}
+
+/** The API object over one store. */
+export function brokerApi(store: SessionStore, owners: OwnerRegistry, serveOn: (port: MessagePort) => void): BrokerApi {
+  return {
+    admit: (request) => store.admit(request),
+    closed: (ref, reason, options) => store.closed(ref, reason, options),
+    close: (ref, reason) => store.close(ref, reason),
+    attach: (threadId, brokerPort, controlPort) => {
+      owners.attach(threadId, controlPort);
+      serveOn(brokerPort);
+    },
+    ownerGone: (threadId) => {
+      owners.detach(threadId);
+      store.ownerGone(threadId);
+    },
+    sweep: () => store.sweep(),
+    stats: () => store.stats(),
+    shutdown: (timeoutMs) => store.shutdown(timeoutMs),
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * What the rest of the package may use of the broker: start it in its own
+ * worker thread, or run the same store in-process (`threads: 0`).
+ */
+
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { type Remote, releaseProxy, transfer, wrap } from 'comlink';
+import { BrokerError } from '../shared/errors.js';
+import { endpoint } from '../shared/rpc.js';
+import { SessionTable } from '../shared/table.js';
+import type { SessionEvent } from '../shared/types.js';
+import { type BrokerApi, brokerApi, OwnerRegistry } from './api.js';
+import type { ResolvedAdmissionOptions } from './options.js';
+import type { SessionCloser, SessionEventListener } from './store.js';
+import { MemoryStore } from './stores/memory/index.js';
+import type { BrokerWorkerApi, BrokerWorkerData } from './worker.js';
+
+export type { BrokerApi } from './api.js';
+export {
+  ADMISSION_DEFAULTS,
+  type AdmissionOptions,
+  duration,
+  MAX_DURATION_MS,
+  positiveInteger,
+  type RateLimit,
+  type ResolvedAdmissionOptions,
+  resolveAdmissionOptions,
+} from './options.js';
+export type { SessionCloser, SessionEventListener, SessionStore } from './store.js';
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory/index.js';
+
+/** Every broker API call, as a promise (what a comlink proxy gives). */
+export type AsyncBrokerApi = {
+  [K in keyof BrokerApi]: (...args: Parameters<BrokerApi[K]>) => Promise<Awaited<ReturnType<BrokerApi[K]>>>;
+};
+
+/** A running broker, wherever it runs. */
+export interface BrokerHandle {
+  readonly table: SessionTable;
+  readonly api: AsyncBrokerApi;
+  /** Connects a handler thread (threads mode only). */
+  attach(threadId: number, brokerPort: MessagePort, controlPort: MessagePort): Promise<void>;
+  /** Stops the broker (after `api.shutdown`). */
+  terminate(): Promise<void>;
+}
+
+export interface BrokerStartOptions {
+  readonly admission: ResolvedAdmissionOptions;
+  readonly lanes: number;
+  readonly manualClock: boolean;
+  readonly onEvent: SessionEventListener;
+}
+
+/** Starts the broker worker and waits until its shared table is available. */
+export async function startBroker(options: BrokerStartOptions): Promise<BrokerHandle> {
+  const events = new MessageChannel();
+  const data: BrokerWorkerData = {
+    admission: options.admission,
+    lanes: options.lanes,
+    manualClock: options.manualClock,
+    eventPort: events.port2,
+  };
+  const worker = new Worker(new URL('./worker.js', import.meta.url), {
+    workerData: data,
+    transferList: [events.port2],
+    name: 'mcp-session-broker',
+  });
+  events.port1.on('message', (event: SessionEvent) => options.onEvent(event));
+  events.port1.unref();
+  const remote: Remote<BrokerWorkerApi> = wrap<BrokerWorkerApi>(endpoint(worker));
+  let buffer: SharedArrayBuffer;
+  try {
+    buffer = await Promise.race([
+      remote.buffer(),
+      new Promise<never>((_, reject) => {
+        worker.once('error', reject);
+        worker.once('exit', (code) => reject(new Error(`broker worker exited with code ${code}`)));
+      }),
+    ]);
+  } catch (cause) {
+    await worker.terminate();
+    throw new BrokerError('ERR_BROKER_START', 'the broker worker failed to start', { cause });
+  }
+  return {
+    table: new SessionTable(buffer),
+    api: remote as unknown as AsyncBrokerApi,
+    attach: (threadId, brokerPort, controlPort) =>
+      remote.attach(threadId, transfer(brokerPort, [brokerPort]), transfer(controlPort, [controlPort])),
+    async terminate() {
+      remote[releaseProxy]();
+      events.port1.close();
+      await worker.terminate();
+    },
+  };
+}
+
+export interface InProcessBrokerOptions extends BrokerStartOptions {
+  /** Closes a session's transport (the owner is always this thread). */
+  readonly closer: SessionCloser;
+  /** Clock override, ms (tests). */
+  readonly now?: () => number;
+}
+
+/** Runs the store on this thread: no broker worker, no comlink hop. */
+export function startInProcessBroker(options: InProcessBrokerOptions): BrokerHandle {
+  const store = new MemoryStore({
+    admission: options.admission,
+    lanes: options.lanes,
+    manualClock: options.manualClock,
+    closer: options.closer,
+    onEvent: options.onEvent,
+    ...(options.now ? { now: options.now } : {}),
+  });
+  const api = brokerApi(store, new OwnerRegistry(), () => {
+    throw new TypeError('handler threads cannot attach to an in-process broker');
+  });
+  const asyncApi = Object.fromEntries(
+    Object.entries(api).map(([name, fn]) => [
+      name,
+      async (...args: unknown[]) => (fn as (...a: unknown[]) => unknown)(...args),
+    ]),
+  ) as AsyncBrokerApi;
+  return {
+    table: store.table,
+    api: asyncApi,
+    attach: () => Promise.reject(new TypeError('handler threads cannot attach to an in-process broker')),
+    terminate: async () => undefined,
+  };
+}

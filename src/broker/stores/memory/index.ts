@@ -1,0 +1,474 @@
+/**
+ * The in-memory store: admission state in the shared session table. It runs on
+ * one thread (the broker worker, or the main thread with `threads: 0`) and is
+ * the only writer of admission state, so the cap and the rate window hold
+ * exactly without locks: every decision is made synchronously on this thread,
+ * and a slot is freed only when the owner confirms its transport is closed.
+ */
+import { randomFillSync } from 'node:crypto';
+import {
+  B_CLOSED_TOTAL,
+  B_CREATED_TOTAL,
+  B_REJECTED_TOTAL,
+  H_CLOSING,
+  H_FIFO_HEAD,
+  H_FIFO_LENGTH,
+  H_FIFO_TAIL,
+  H_FREE_HEAD,
+  H_LIVE,
+  H_OCCUPIED,
+  H_WAITING,
+  S_GEN,
+  S_NEXT,
+  S_OWNER,
+  S_PREV,
+  S_RAND,
+  S_REASON,
+  S_STATE,
+  SLOT_I32,
+  SLOT_I64,
+  ST_CLOSING,
+  ST_FREE,
+  ST_LIVE,
+  stateWord,
+  T_BUSY_SINCE,
+  T_CREATED,
+  T_LAST_SEEN,
+  wordInflight,
+  wordState,
+} from '../../../shared/layout.js';
+import { formatSessionId } from '../../../shared/session-id.js';
+import { SessionTable } from '../../../shared/table.js';
+import {
+  type AdmitRequest,
+  type BrokerStats,
+  CLOSE_REASONS,
+  type CloseReason,
+  type Decision,
+  REJECT_REASONS,
+  type Refused,
+  type RejectReason,
+  type SessionRef,
+} from '../../../shared/types.js';
+import type { ResolvedAdmissionOptions } from '../../options.js';
+import type { SessionCloser, SessionEventListener, SessionStore } from '../../store.js';
+import { RateWindow } from './rate-window.js';
+
+export interface MemoryStoreOptions {
+  readonly admission: ResolvedAdmissionOptions;
+  /** Lanes for per-thread transport counts (handler threads plus room for replacements). */
+  readonly lanes: number;
+  /** Closes a session's transport in its owner thread. */
+  readonly closer: SessionCloser;
+  readonly onEvent?: SessionEventListener;
+  /** Clock override for this thread, ms (in-process tests). */
+  readonly now?: () => number;
+  /** Run every thread on the manual clock stored in the table (tests across threads). */
+  readonly manualClock?: boolean;
+  /** How often the idle/lifetime sweep runs, ms. @default derived from the timeouts, 50..1000 */
+  readonly sweepIntervalMs?: number;
+}
+
+interface SlotMeta {
+  id: string;
+  clientKey: string;
+  createdWall: number;
+  rateToken: number;
+  closeRequested: boolean;
+}
+
+interface Waiter {
+  readonly request: AdmitRequest;
+  readonly rateToken: number;
+  readonly timer: NodeJS.Timeout;
+  readonly resolve: (decision: Decision) => void;
+}
+
+const NO_DEADLINE_RETRY_MS = 5_000;
+const MAX_RETRY_MS = 60_000;
+
+export class MemoryStore implements SessionStore {
+  readonly table: SessionTable;
+  readonly #opts: ResolvedAdmissionOptions;
+  readonly #closer: SessionCloser;
+  readonly #onEvent: SessionEventListener | undefined;
+  readonly #rate: RateWindow | undefined;
+  readonly #meta: Array<SlotMeta | undefined>;
+  readonly #waiters: Waiter[] = [];
+  readonly #sweepTimer: NodeJS.Timeout | undefined;
+  readonly #closedWaiters = new Set<() => void>();
+  #shuttingDown = false;
+
+  constructor(options: MemoryStoreOptions) {
+    const a = options.admission;
+    this.#opts = a;
+    this.#closer = options.closer;
+    this.#onEvent = options.onEvent;
+    const table = SessionTable.create({
+      capacity: a.maxSessions,
+      lanes: options.lanes,
+      rateMax: a.rate?.max ?? 0,
+      idleTimeoutMs: a.idleTimeoutMs,
+      maxLifetimeMs: a.maxLifetimeMs,
+      busyTimeoutMs: a.busyTimeoutMs,
+      manualClock: options.manualClock ?? false,
+    });
+    this.table = options.now ? new SessionTable(table.buffer, options.now) : table;
+    this.#rate = a.rate ? new RateWindow(this.table.views.rate, this.table.views.header, a.rate.windowMs) : undefined;
+    this.#meta = new Array(a.maxSessions);
+    const timeouts = [a.idleTimeoutMs, a.maxLifetimeMs].filter((ms) => ms > 0);
+    if (timeouts.length > 0) {
+      const interval = options.sweepIntervalMs ?? Math.min(1000, Math.max(50, Math.floor(Math.min(...timeouts) / 10)));
+      this.#sweepTimer = setInterval(() => this.sweep(), interval);
+      this.#sweepTimer.unref();
+    }
+  }
+
+  // ---- admission -----------------------------------------------------------
+
+  admit(request: AdmitRequest): Promise<Decision> {
+    if (this.#shuttingDown) return Promise.resolve(this.#refuse('full', 1000));
+    const now = this.table.now();
+    // 1. Rate: checked first, spent last, so a refusal spends nothing.
+    if (this.#rate) {
+      const check = this.#rate.check(now);
+      if (!check.ok) return Promise.resolve(this.#refuse('rate_limited', check.retryAfterMs));
+    }
+    const header = this.table.views.header;
+    // 2. Capacity.
+    if (Atomics.load(header, H_OCCUPIED) < this.#opts.maxSessions && this.#waiters.length === 0) {
+      const token = this.#rate?.spend(now) ?? 0;
+      return Promise.resolve(this.#allocate(request, token, now));
+    }
+    // At capacity: expired sessions go first (with their own reason), then one victim.
+    this.sweep();
+    const unclaimed = Atomics.load(header, H_CLOSING) - this.#waiters.length;
+    if (unclaimed <= 0) {
+      const victim = this.#opts.evict === 'none' ? -1 : this.#pickVictim(now);
+      if (victim < 0) return Promise.resolve(this.#refuse('full', this.#fullRetryAfter(now)));
+    }
+    // 3. Spend the token now and wait for a slot to be freed for us.
+    const token = this.#rate?.spend(now) ?? 0;
+    return new Promise<Decision>((resolve) => {
+      const timer = setTimeout(() => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        Atomics.store(header, H_WAITING, this.#waiters.length);
+        if (token) this.#rate?.refund(token);
+        resolve(this.#refuse('full', 1000));
+      }, this.#opts.closeTimeoutMs);
+      timer.unref();
+      const waiter: Waiter = { request, rateToken: token, timer, resolve };
+      this.#waiters.push(waiter);
+      Atomics.store(header, H_WAITING, this.#waiters.length);
+    });
+  }
+
+  #refuse(reason: RejectReason, retryAfterMs: number): Refused {
+    Atomics.add(this.table.views.header64, B_REJECTED_TOTAL + REJECT_REASONS.indexOf(reason), 1n);
+    return { ok: false, reason, retryAfterMs: Math.max(1000, Math.ceil(retryAfterMs)) };
+  }
+
+  /** Takes a free slot and publishes it live, holding its initialize request (in-flight 1). */
+  #allocate(request: AdmitRequest, rateToken: number, now: number): Decision {
+    const { header, words, times, header64 } = this.table.views;
+    const slot = Atomics.load(header, H_FREE_HEAD);
+    if (slot < 0) throw new Error('session table invariant broken: no free slot below capacity');
+    const base = slot * SLOT_I32;
+    Atomics.store(header, H_FREE_HEAD, Atomics.load(words, base + S_NEXT));
+    const gen = Atomics.load(words, base + S_GEN) >>> 0;
+    const rand = new Int32Array(4);
+    randomFillSync(rand);
+    for (let i = 0; i < 4; i++) Atomics.store(words, base + S_RAND + i, rand[i] ?? 0);
+    Atomics.store(words, base + S_OWNER, request.owner);
+    Atomics.store(words, base + S_REASON, -1);
+    const tbase = slot * SLOT_I64;
+    const stamp = BigInt(now);
+    Atomics.store(times, tbase + T_CREATED, stamp);
+    Atomics.store(times, tbase + T_LAST_SEEN, stamp);
+    Atomics.store(times, tbase + T_BUSY_SINCE, stamp);
+    this.#linkTail(slot);
+    const id = formatSessionId(slot, gen, rand);
+    this.#meta[slot] = { id, clientKey: request.clientKey, createdWall: Date.now(), rateToken, closeRequested: false };
+    Atomics.add(header, H_OCCUPIED, 1);
+    Atomics.add(header, H_LIVE, 1);
+    Atomics.add(header64, B_CREATED_TOTAL, 1n);
+    // Publish last: readers load STATE first, so they never see a half-written slot.
+    Atomics.store(words, base + S_STATE, stateWord(gen, ST_LIVE, 1));
+    this.#onEvent?.({ type: 'created', id, clientKey: request.clientKey, owner: request.owner, at: Date.now() });
+    return { ok: true, id, slot, gen };
+  }
+
+  /** Marks the chosen victim closing and asks its owner to close it; returns its slot, or -1. */
+  #pickVictim(now: number): number {
+    const candidates = this.#opts.evict === 'idlest' ? this.#byIdleness(now) : this.#byCreation();
+    // A candidate that a request entered since we looked fails the compare-and-swap: try the next.
+    for (const slot of candidates) if (this.#beginClose(slot, 'evicted', now, false)) return slot;
+    return -1;
+  }
+
+  *#byCreation(): Generator<number> {
+    const { header, words } = this.table.views;
+    for (
+      let slot = Atomics.load(header, H_FIFO_HEAD);
+      slot >= 0;
+      slot = Atomics.load(words, slot * SLOT_I32 + S_NEXT)
+    ) {
+      yield slot;
+    }
+  }
+
+  *#byIdleness(now: number): Generator<number> {
+    // O(capacity) scan for the least recently seen evictable session, repeated
+    // only when a compare-and-swap loses a race (a request just entered it).
+    const { words, times } = this.table.views;
+    const skip = new Set<number>();
+    for (;;) {
+      let best = -1;
+      let bestSeen = Number.POSITIVE_INFINITY;
+      for (let slot = 0; slot < this.table.capacity; slot++) {
+        if (skip.has(slot)) continue;
+        const word = Atomics.load(words, slot * SLOT_I32 + S_STATE);
+        if (wordState(word) !== ST_LIVE || this.table.isProtected(slot, word, now)) continue;
+        const seen = Number(Atomics.load(times, slot * SLOT_I64 + T_LAST_SEEN));
+        if (seen < bestSeen) {
+          bestSeen = seen;
+          best = slot;
+        }
+      }
+      if (best < 0) return;
+      skip.add(best);
+      yield best;
+    }
+  }
+
+  /**
+   * Moves a live slot to closing by compare-and-swap and asks its owner to close
+   * it. Unless `force`, only an unprotected slot moves (no request in flight, or
+   * in flight past the busy timeout). Returns whether this call moved it.
+   */
+  #beginClose(slot: number, reason: CloseReason, now: number, force: boolean): boolean {
+    const { words, header } = this.table.views;
+    const index = slot * SLOT_I32 + S_STATE;
+    for (;;) {
+      const word = Atomics.load(words, index);
+      if (wordState(word) !== ST_LIVE) return false;
+      if (!force && this.table.isProtected(slot, word, now)) return false;
+      const gen = Atomics.load(words, slot * SLOT_I32 + S_GEN) >>> 0;
+      const next = stateWord(gen, ST_CLOSING, wordInflight(word));
+      // Fails only when a request entered or left meanwhile: look again.
+      if (Atomics.compareExchange(words, index, word, next) !== word) continue;
+      Atomics.store(words, slot * SLOT_I32 + S_REASON, CLOSE_REASONS.indexOf(reason));
+      Atomics.sub(header, H_LIVE, 1);
+      Atomics.add(header, H_CLOSING, 1);
+      this.#askOwner(slot, gen, reason);
+      return true;
+    }
+  }
+
+  #askOwner(slot: number, gen: number, reason: CloseReason): void {
+    const meta = this.#meta[slot];
+    if (meta) meta.closeRequested = true;
+    const owner = Atomics.load(this.table.views.words, slot * SLOT_I32 + S_OWNER);
+    const ref = { slot, gen };
+    this.#closer(owner, ref, reason).then(
+      () => this.closed(ref, reason),
+      // The owner could not be reached: its death (ownerGone) frees the slot.
+      () => undefined,
+    );
+  }
+
+  #fullRetryAfter(now: number): number {
+    // The soonest moment a slot could free up on its own: an idle or lifetime
+    // deadline, or a busy timeout ending.
+    const { words, times } = this.table.views;
+    const { idleTimeoutMs, maxLifetimeMs, busyTimeoutMs } = this.#opts;
+    let soonest = Number.POSITIVE_INFINITY;
+    for (let slot = 0; slot < this.table.capacity; slot++) {
+      const word = Atomics.load(words, slot * SLOT_I32 + S_STATE);
+      if (wordState(word) === ST_CLOSING) return 1000;
+      if (wordState(word) !== ST_LIVE) continue;
+      const tbase = slot * SLOT_I64;
+      if (maxLifetimeMs > 0)
+        soonest = Math.min(soonest, Number(Atomics.load(times, tbase + T_CREATED)) + maxLifetimeMs - now);
+      if (wordInflight(word) > 0) {
+        soonest = Math.min(soonest, Number(Atomics.load(times, tbase + T_BUSY_SINCE)) + busyTimeoutMs - now);
+      } else if (idleTimeoutMs > 0) {
+        soonest = Math.min(soonest, Number(Atomics.load(times, tbase + T_LAST_SEEN)) + idleTimeoutMs - now);
+      }
+    }
+    if (!Number.isFinite(soonest)) return NO_DEADLINE_RETRY_MS;
+    return Math.min(MAX_RETRY_MS, Math.max(1000, soonest));
+  }
+
+  // ---- closing ---------------------------------------------------------------
+
+  close(ref: SessionRef, reason: CloseReason): void {
+    if (!this.#matches(ref)) return;
+    this.#beginClose(ref.slot, reason, this.table.now(), true);
+  }
+
+  closed(ref: SessionRef, reason: CloseReason, options: { refund?: boolean } = {}): void {
+    if (!this.#matches(ref)) return;
+    const { words, header, header64 } = this.table.views;
+    const base = ref.slot * SLOT_I32;
+    const word = Atomics.load(words, base + S_STATE);
+    const state = wordState(word);
+    const recorded = Atomics.load(words, base + S_REASON);
+    const finalReason: CloseReason =
+      state === ST_CLOSING && recorded >= 0 ? (CLOSE_REASONS[recorded] ?? reason) : reason;
+    const meta = this.#meta[ref.slot];
+    const now = this.table.now();
+    const createdAt = Number(Atomics.load(this.table.views.times, ref.slot * SLOT_I64 + T_CREATED));
+    const owner = Atomics.load(words, base + S_OWNER);
+    // Free: bump the generation so the old id (and late leave()s) never match again.
+    const gen = ((Atomics.load(words, base + S_GEN) >>> 0) + 1) >>> 0 || 1;
+    Atomics.store(words, base + S_GEN, gen | 0);
+    Atomics.store(words, base + S_STATE, stateWord(gen, ST_FREE, 0));
+    Atomics.store(words, base + S_REASON, -1);
+    if (state === ST_CLOSING) Atomics.sub(header, H_CLOSING, 1);
+    else Atomics.sub(header, H_LIVE, 1);
+    Atomics.sub(header, H_OCCUPIED, 1);
+    this.#unlink(ref.slot);
+    this.#meta[ref.slot] = undefined;
+    if (options.refund && meta?.rateToken) this.#rate?.refund(meta.rateToken);
+    Atomics.add(header64, B_CLOSED_TOTAL + CLOSE_REASONS.indexOf(finalReason), 1n);
+    // The slot goes to the next waiting admission, or back to the free list.
+    Atomics.store(words, base + S_NEXT, Atomics.load(header, H_FREE_HEAD));
+    Atomics.store(header, H_FREE_HEAD, ref.slot);
+    if (meta) {
+      this.#onEvent?.({
+        type: 'closed',
+        id: meta.id,
+        clientKey: meta.clientKey,
+        owner,
+        reason: finalReason,
+        durationMs: Math.max(0, now - createdAt),
+        at: Date.now(),
+      });
+    }
+    const waiter = this.#waiters.shift();
+    if (waiter) {
+      Atomics.store(header, H_WAITING, this.#waiters.length);
+      clearTimeout(waiter.timer);
+      waiter.resolve(this.#allocate(waiter.request, waiter.rateToken, this.table.now()));
+    }
+    if (Atomics.load(header, H_OCCUPIED) === 0) {
+      for (const notify of this.#closedWaiters) notify();
+    }
+  }
+
+  ownerGone(owner: number): void {
+    const { words } = this.table.views;
+    for (let slot = 0; slot < this.table.capacity; slot++) {
+      const base = slot * SLOT_I32;
+      const word = Atomics.load(words, base + S_STATE);
+      if (wordState(word) === ST_FREE || Atomics.load(words, base + S_OWNER) !== owner) continue;
+      this.closed({ slot, gen: Atomics.load(words, base + S_GEN) >>> 0 }, 'error');
+    }
+    this.table.releaseLane(owner);
+  }
+
+  sweep(): void {
+    if (this.#opts.idleTimeoutMs === 0 && this.#opts.maxLifetimeMs === 0) return;
+    const { words } = this.table.views;
+    const now = this.table.now();
+    for (let slot = 0; slot < this.table.capacity; slot++) {
+      const word = Atomics.load(words, slot * SLOT_I32 + S_STATE);
+      if (wordState(word) !== ST_LIVE) continue;
+      const expired = this.table.expiry(slot, word, now);
+      if (expired) this.#beginClose(slot, expired, now, expired === 'lifetime');
+    }
+  }
+
+  // ---- FIFO list (creation order), broker-only ---------------------------------
+
+  #linkTail(slot: number): void {
+    const { header, words } = this.table.views;
+    const tail = Atomics.load(header, H_FIFO_TAIL);
+    Atomics.store(words, slot * SLOT_I32 + S_PREV, tail);
+    Atomics.store(words, slot * SLOT_I32 + S_NEXT, -1);
+    if (tail >= 0) Atomics.store(words, tail * SLOT_I32 + S_NEXT, slot);
+    else Atomics.store(header, H_FIFO_HEAD, slot);
+    Atomics.store(header, H_FIFO_TAIL, slot);
+    Atomics.add(header, H_FIFO_LENGTH, 1);
+  }
+
+  #unlink(slot: number): void {
+    const { header, words } = this.table.views;
+    const prev = Atomics.load(words, slot * SLOT_I32 + S_PREV);
+    const next = Atomics.load(words, slot * SLOT_I32 + S_NEXT);
+    if (prev >= 0) Atomics.store(words, prev * SLOT_I32 + S_NEXT, next);
+    else Atomics.store(header, H_FIFO_HEAD, next);
+    if (next >= 0) Atomics.store(words, next * SLOT_I32 + S_PREV, prev);
+    else Atomics.store(header, H_FIFO_TAIL, prev);
+    Atomics.store(words, slot * SLOT_I32 + S_PREV, -1);
+    Atomics.store(words, slot * SLOT_I32 + S_NEXT, -1);
+    Atomics.sub(header, H_FIFO_LENGTH, 1);
+  }
+
+  #matches(ref: SessionRef): boolean {
+    if (!Number.isInteger(ref.slot) || ref.slot < 0 || ref.slot >= this.table.capacity) return false;
+    const words = this.table.views.words;
+    const base = ref.slot * SLOT_I32;
+    return (
+      Atomics.load(words, base + S_GEN) >>> 0 === ref.gen >>> 0 &&
+      wordState(Atomics.load(words, base + S_STATE)) !== ST_FREE
+    );
+  }
+
+  // ---- stats and shutdown -----------------------------------------------------
+
+  stats(): BrokerStats {
+    const { header, header64 } = this.table.views;
+    const closedTotal = Object.fromEntries(
+      CLOSE_REASONS.map((r, i) => [r, Number(Atomics.load(header64, B_CLOSED_TOTAL + i))]),
+    ) as Record<CloseReason, number>;
+    const rejectedTotal = Object.fromEntries(
+      REJECT_REASONS.map((r, i) => [r, Number(Atomics.load(header64, B_REJECTED_TOTAL + i))]),
+    ) as Record<RejectReason, number>;
+    return {
+      occupied: Atomics.load(header, H_OCCUPIED),
+      live: Atomics.load(header, H_LIVE),
+      closing: Atomics.load(header, H_CLOSING),
+      transportsByThread: this.table.transportsByThread(),
+      transports: this.table.transports(),
+      fifoLength: Atomics.load(header, H_FIFO_LENGTH),
+      waiting: this.#waiters.length,
+      createdTotal: Number(Atomics.load(header64, B_CREATED_TOTAL)),
+      closedTotal,
+      rejectedTotal,
+      rateWindowCount: this.#rate?.countAt(this.table.now()) ?? 0,
+    };
+  }
+
+  async shutdown(timeoutMs: number): Promise<void> {
+    this.#shuttingDown = true;
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    for (const waiter of this.#waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      if (waiter.rateToken) this.#rate?.refund(waiter.rateToken);
+      waiter.resolve(this.#refuse('full', 1000));
+    }
+    const now = this.table.now();
+    const { words, header } = this.table.views;
+    for (let slot = 0; slot < this.table.capacity; slot++) {
+      const word = Atomics.load(words, slot * SLOT_I32 + S_STATE);
+      if (wordState(word) === ST_LIVE) this.#beginClose(slot, 'shutdown', now, true);
+      else if (wordState(word) === ST_CLOSING && !this.#meta[slot]?.closeRequested) {
+        this.#askOwner(slot, Atomics.load(words, slot * SLOT_I32 + S_GEN) >>> 0, 'shutdown');
+      }
+    }
+    if (Atomics.load(header, H_OCCUPIED) === 0) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#closedWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      this.#closedWaiters.add(done);
+    });
+  }
+}

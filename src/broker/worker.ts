@@ -1,0 +1,41 @@
+/**
+ * The broker worker's entry: one thread, the single authority for admission.
+ * It owns the store (and so the shared table), serves the broker API over
+ * comlink, and posts lifecycle events to the main thread.
+ */
+
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
+import { expose } from 'comlink';
+import { endpoint } from '../shared/rpc.js';
+import { type BrokerApi, brokerApi, OwnerRegistry } from './api.js';
+import type { ResolvedAdmissionOptions } from './options.js';
+import { MemoryStore } from './stores/memory/index.js';
+
+/** What the main thread passes to the broker worker. */
+export interface BrokerWorkerData {
+  readonly admission: ResolvedAdmissionOptions;
+  readonly lanes: number;
+  readonly manualClock: boolean;
+  readonly eventPort: MessagePort;
+}
+
+/** The API the main thread sees: the broker API plus the shared buffer. */
+export interface BrokerWorkerApi extends BrokerApi {
+  buffer(): SharedArrayBuffer;
+}
+
+if (!parentPort) throw new Error('the broker worker must run in a worker thread');
+const data = workerData as BrokerWorkerData;
+const owners = new OwnerRegistry();
+const store = new MemoryStore({
+  admission: data.admission,
+  lanes: data.lanes,
+  manualClock: data.manualClock,
+  closer: (owner, ref, reason) => owners.close(owner, ref, reason),
+  onEvent: (event) => data.eventPort.postMessage(event),
+});
+const api: BrokerWorkerApi = {
+  ...brokerApi(store, owners, (port) => expose(api, endpoint(port))),
+  buffer: () => store.table.buffer,
+};
+expose(api, endpoint(parentPort));

@@ -1,0 +1,102 @@
+/**
+ * Command-line arguments of `mcp-session-broker serve`, parsed to serve() options.
+ */
+import { parseArgs } from 'node:util';
+import type { EvictionPolicy } from '../shared/types.js';
+import type { ServeOptions } from './options.js';
+import { parseBytes, parseDuration, parseRate } from './units.js';
+
+/** The cap the CLI uses when `--max-sessions` is not given (the API has no default). */
+export const CLI_DEFAULT_MAX_SESSIONS = 1000;
+
+export const USAGE = `Usage: mcp-session-broker serve [module] [flags]
+
+Serves an MCP server over Streamable HTTP with bounded sessions. [module] is a
+JavaScript module whose default export is (ctx) => McpServer; without it the
+built-in example server (tools echo, add, sha) is served.
+
+Flags:
+  --host HOST              interface to listen on (default 127.0.0.1)
+  --port N                 port; 0 picks a free one (default 3000)
+  --path PATH              MCP endpoint path (default /mcp)
+  --threads N              handler threads (default: available cores; 0 = main thread only)
+  --max-sessions N         most live sessions (default ${CLI_DEFAULT_MAX_SESSIONS})
+  --evict POLICY           oldest | idlest | none (default oldest)
+  --rate N/DURATION        most sessions created per window, e.g. 20/1m (default: no limit)
+  --idle-timeout DURATION  close sessions idle this long; 0 = off (default 30m)
+  --max-lifetime DURATION  close sessions this old; 0 = off (default off)
+  --busy-timeout DURATION  longest a request in flight protects its session (default 5m)
+  --max-body BYTES         largest request body, e.g. 4m (default 4 MiB)
+  --json-response          answer POSTs with JSON instead of SSE
+  --shutdown-timeout DURATION  grace for in-flight requests on SIGINT/SIGTERM (default 10s)
+  --metrics-port N         serve /metrics on this port instead of the main one
+  --cors ORIGIN            allow this CORS origin ("*" for any); off by default
+  --quiet                  no session lifecycle lines on stderr
+  -h, --help               this text
+  -v, --version            the version
+
+Durations: 500ms, 2s, 1m, 4h, 1d.`;
+
+export class UsageError extends Error {}
+
+/** Turns argv (after the command name) into serve() options. Throws UsageError or RangeError/TypeError. */
+export function parseServeArgs(argv: string[]): ServeOptions | 'help' | 'version' {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      path: { type: 'string' },
+      threads: { type: 'string' },
+      'max-sessions': { type: 'string' },
+      evict: { type: 'string' },
+      rate: { type: 'string' },
+      'idle-timeout': { type: 'string' },
+      'max-lifetime': { type: 'string' },
+      'busy-timeout': { type: 'string' },
+      'max-body': { type: 'string' },
+      'json-response': { type: 'boolean' },
+      'shutdown-timeout': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      cors: { type: 'string' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+    },
+  });
+  if (values.help) return 'help';
+  if (values.version) return 'version';
+  const [command, module, ...extra] = positionals;
+  if (command !== 'serve') throw new UsageError(command ? `unknown command "${command}"` : 'missing command "serve"');
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
+  const int = (flag: string, value: string | undefined): number | undefined => {
+    if (value === undefined) return undefined;
+    if (!/^\d+$/.test(value)) throw new UsageError(`--${flag} must be a non-negative integer, got "${value}"`);
+    return Number(value);
+  };
+  const options: ServeOptions = {
+    maxSessions: int('max-sessions', values['max-sessions']) ?? CLI_DEFAULT_MAX_SESSIONS,
+  };
+  if (module !== undefined) options.module = module;
+  if (values.host !== undefined) options.host = values.host;
+  const port = int('port', values.port);
+  if (port !== undefined) options.port = port;
+  if (values.path !== undefined) options.path = values.path;
+  const threads = int('threads', values.threads);
+  if (threads !== undefined) options.threads = threads;
+  if (values.evict !== undefined) options.evict = values.evict as EvictionPolicy;
+  if (values.rate !== undefined) options.rate = parseRate(values.rate);
+  if (values['idle-timeout'] !== undefined) options.idleTimeoutMs = parseDuration(values['idle-timeout']);
+  if (values['max-lifetime'] !== undefined) options.maxLifetimeMs = parseDuration(values['max-lifetime']);
+  if (values['busy-timeout'] !== undefined) options.busyTimeoutMs = parseDuration(values['busy-timeout']);
+  if (values['max-body'] !== undefined) options.maxBodyBytes = parseBytes(values['max-body']);
+  if (values['json-response']) options.jsonResponse = true;
+  if (values['shutdown-timeout'] !== undefined) options.shutdownTimeoutMs = parseDuration(values['shutdown-timeout']);
+  const metricsPort = int('metrics-port', values['metrics-port']);
+  if (metricsPort !== undefined) options.metricsPort = metricsPort;
+  if (values.cors !== undefined) options.cors = values.cors;
+  if (values.quiet) options.log = false;
+  return options;
+}

@@ -1,0 +1,231 @@
+/**
+ * Dispatchers hand a checked request to the thread that owns (or will own) its
+ * session and give back the answer's head and a port carrying its body:
+ * `PoolDispatcher` through a piscina pool of handler threads, routed to the
+ * owner; `LocalDispatcher` to a session host on this thread (`threads: 0`).
+ */
+import { availableParallelism } from 'node:os';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import type { BrokerHandle } from '../broker/index.js';
+import { BrokerError } from '../shared/errors.js';
+import { type HandlerTask, isHelloMessage, type TaskResult, type WireRequest } from '../shared/messages.js';
+import type { SessionRef } from '../shared/types.js';
+import type { HandlerWorkerData } from './handler.js';
+import type { SessionHost } from './host.js';
+import { pumpToPort, type StreamLimits } from './stream.js';
+
+/** A routed request's answer: its head, and the port its body (if any) arrives on. */
+export type Routed = { readonly result: TaskResult; readonly port: MessagePort } | { readonly busy: true };
+
+export interface Dispatcher {
+  /** Threads that can own sessions (their threadIds). */
+  readonly threadIds: readonly number[];
+  initialize(clientKey: string, request: WireRequest): Promise<Routed>;
+  session(sessionId: string, ref: SessionRef, owner: number, request: WireRequest): Promise<Routed>;
+  close(): Promise<void>;
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+export const defaultThreads = (): number => availableParallelism();
+
+export interface PoolDispatcherOptions {
+  readonly broker: BrokerHandle;
+  readonly threads: number;
+  readonly module: string | undefined;
+  readonly enableJsonResponse: boolean;
+  readonly streamLimits: StreamLimits;
+  /** Tasks dispatched to one thread and not yet answered, beyond which requests get 503. */
+  readonly maxPendingPerThread: number;
+  /** A handler thread died (not at shutdown). */
+  readonly onThreadGone: (threadId: number) => void;
+}
+
+/** Per-task queue options: the owner to route to; the balancer notes the thread it chose. */
+type QueueOptions = { readonly owner?: number; chosen?: number };
+type PoolWorker = { readonly id: number; readonly terminating: boolean; readonly destroyed: boolean };
+
+export class PoolDispatcher implements Dispatcher {
+  readonly #pool: Piscina;
+  readonly #opts: PoolDispatcherOptions;
+  readonly #pending = new Map<number, number>();
+  readonly #live = new Set<number>();
+  #roundRobin = 0;
+  #closing = false;
+
+  /** Starts the pool and resolves once every handler thread is connected to the broker. */
+  static async start(options: PoolDispatcherOptions): Promise<PoolDispatcher> {
+    const dispatcher = new PoolDispatcher(options);
+    await dispatcher.#ready;
+    return dispatcher;
+  }
+
+  readonly #ready: Promise<void>;
+
+  private constructor(options: PoolDispatcherOptions) {
+    this.#opts = options;
+    const workerData: HandlerWorkerData = {
+      buffer: options.broker.table.buffer,
+      module: options.module,
+      enableJsonResponse: options.enableJsonResponse,
+      streamLimits: options.streamLimits,
+    };
+    this.#pool = new Piscina({
+      filename: new URL('./handler.js', import.meta.url).href,
+      // Fixed size and never idle-reaped: a session lives in exactly one thread.
+      minThreads: options.threads,
+      maxThreads: options.threads,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      // Idle handler threads hold sessions and SSE streams: they must never park in Atomics.wait.
+      atomics: 'disabled',
+      concurrentTasksPerWorker: options.maxPendingPerThread,
+      maxQueue: options.maxPendingPerThread * options.threads,
+      workerData,
+      loadBalancer: (task, workers) =>
+        this.#balance(
+          (task as unknown as Record<symbol, QueueOptions | null>)[Piscina.queueOptionsSymbol] ?? null,
+          workers,
+        ),
+    });
+    let readyCount = 0;
+    let resolveReady!: () => void;
+    let rejectReady!: (error: Error) => void;
+    this.#ready = new Promise<void>((resolve, reject) => {
+      resolveReady = resolve;
+      rejectReady = reject;
+    });
+    this.#pool.on('message', (message: unknown) => {
+      if (!isHelloMessage(message)) return;
+      const error = (message as { error?: string }).error;
+      if (error) {
+        rejectReady(new BrokerError('ERR_INVALID_MODULE', error));
+        return;
+      }
+      this.#live.add(message.threadId);
+      this.#opts.broker.attach(message.threadId, message.brokerPort, message.controlPort).then(() => {
+        readyCount++;
+        if (readyCount === options.threads) resolveReady();
+      }, rejectReady);
+    });
+    this.#pool.on('workerDestroy', (worker: { id: number }) => {
+      this.#live.delete(worker.id);
+      this.#pending.delete(worker.id);
+      if (!this.#closing) this.#opts.onThreadGone(worker.id);
+    });
+    this.#pool.on('error', (error: unknown) => {
+      if (!this.#closing) console.error('[mcp-session-broker] handler pool error:', error);
+    });
+  }
+
+  get threadIds(): readonly number[] {
+    return [...this.#live];
+  }
+
+  #balance<W extends PoolWorker>(queue: QueueOptions | null, workers: W[]): W | null {
+    const chosen = this.#choose(queue, workers);
+    if (chosen && queue && queue.chosen === undefined) {
+      queue.chosen = chosen.id;
+      this.#pending.set(chosen.id, (this.#pending.get(chosen.id) ?? 0) + 1);
+    }
+    return chosen;
+  }
+
+  #choose<W extends PoolWorker>(queue: QueueOptions | null, workers: W[]): W | null {
+    const usable = workers.filter((w) => !w.terminating && !w.destroyed);
+    if (usable.length === 0) return null;
+    if (queue?.owner !== undefined) {
+      // Requests go to the session's owner. If it just died, any thread will do:
+      // it does not know the session and answers 404.
+      return usable.find((w) => w.id === queue.owner) ?? usable[0] ?? null;
+    }
+    // A new session goes to the thread with the fewest live sessions (transports
+    // plus admissions on their way); ties are broken round-robin.
+    const table = this.#opts.broker.table;
+    const start = this.#roundRobin++ % usable.length;
+    let best = null;
+    let bestLoad = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < usable.length; i++) {
+      const worker = usable[(start + i) % usable.length];
+      if (!worker) continue;
+      const load = table.transportsOf(worker.id) + (this.#pending.get(worker.id) ?? 0);
+      if (load < bestLoad) {
+        bestLoad = load;
+        best = worker;
+      }
+    }
+    return best;
+  }
+
+  async initialize(clientKey: string, request: WireRequest): Promise<Routed> {
+    if (
+      this.#live.size > 0 &&
+      [...this.#live].every((id) => (this.#pending.get(id) ?? 0) >= this.#opts.maxPendingPerThread)
+    ) {
+      return { busy: true };
+    }
+    return this.#run({ kind: 'initialize', clientKey, request }, undefined);
+  }
+
+  async session(sessionId: string, ref: SessionRef, owner: number, request: WireRequest): Promise<Routed> {
+    if ((this.#pending.get(owner) ?? 0) >= this.#opts.maxPendingPerThread) return { busy: true };
+    return this.#run({ kind: 'session', sessionId, ref, request }, owner);
+  }
+
+  async #run(task: DistributiveOmit<HandlerTask, 'port'>, owner: number | undefined): Promise<Routed> {
+    const channel = new MessageChannel();
+    const queue: QueueOptions = owner === undefined ? {} : { owner };
+    try {
+      const result = (await this.#pool.run(
+        { ...task, port: channel.port2, [Piscina.queueOptionsSymbol]: queue },
+        { transferList: [channel.port2] },
+      )) as TaskResult;
+      return { result, port: channel.port1 };
+    } catch (error) {
+      channel.port1.close();
+      if (error instanceof Error && /queue/i.test(error.message)) return { busy: true };
+      throw error;
+    } finally {
+      const chosen = queue.chosen;
+      if (chosen !== undefined && this.#pending.has(chosen)) {
+        const left = (this.#pending.get(chosen) ?? 1) - 1;
+        if (left > 0) this.#pending.set(chosen, left);
+        else this.#pending.delete(chosen);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closing = true;
+    await this.#pool.destroy();
+  }
+}
+
+/** Serves sessions on this thread (`threads: 0`): no pool, same host code. */
+export class LocalDispatcher implements Dispatcher {
+  readonly threadIds = [0] as const;
+  readonly #host: SessionHost;
+  readonly #limits: StreamLimits;
+
+  constructor(host: SessionHost, limits: StreamLimits) {
+    this.#host = host;
+    this.#limits = limits;
+  }
+
+  async initialize(clientKey: string, request: WireRequest): Promise<Routed> {
+    return this.#route(await this.#host.initialize(clientKey, request));
+  }
+
+  async session(sessionId: string, _ref: SessionRef, _owner: number, request: WireRequest): Promise<Routed> {
+    return this.#route(await this.#host.request(sessionId, request));
+  }
+
+  #route(dispatched: Awaited<ReturnType<SessionHost['request']>>): Routed {
+    const channel = new MessageChannel();
+    if (dispatched.body) pumpToPort(dispatched.body, channel.port2, this.#limits);
+    else channel.port2.close();
+    return { result: dispatched.result, port: channel.port1 };
+  }
+
+  async close(): Promise<void> {}
+}

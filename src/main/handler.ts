@@ -1,0 +1,70 @@
+/**
+ * A handler thread's entry (a piscina worker). It loads the user's server
+ * factory, connects to the broker, and serves the tasks the listener routes to
+ * it: new sessions (it becomes their owner) and requests of sessions it owns.
+ */
+
+import { MessageChannel, parentPort, threadId, workerData } from 'node:worker_threads';
+import { expose, wrap } from 'comlink';
+import type { BrokerApi } from '../broker/index.js';
+import { BrokerError } from '../shared/errors.js';
+import { Answers } from '../shared/jsonrpc.js';
+import { type HandlerTask, HELLO, type HelloMessage, type OwnerControl, type TaskResult } from '../shared/messages.js';
+import { endpoint } from '../shared/rpc.js';
+import { SessionTable } from '../shared/table.js';
+import { loadFactory } from './factory.js';
+import { SessionHost } from './host.js';
+import { pumpToPort, type StreamLimits } from './stream.js';
+
+/** What the listener passes to every handler thread. */
+export interface HandlerWorkerData {
+  readonly buffer: SharedArrayBuffer;
+  /** File URL of the factory module; undefined serves the built-in example. */
+  readonly module: string | undefined;
+  readonly enableJsonResponse: boolean;
+  readonly streamLimits: StreamLimits;
+}
+
+if (!parentPort) throw new Error('the handler must run in a worker thread');
+const data = workerData as HandlerWorkerData;
+const toBroker = new MessageChannel();
+const fromBroker = new MessageChannel();
+let host: SessionHost | undefined;
+let loadError: string | undefined;
+try {
+  const factory = await loadFactory(data.module);
+  host = new SessionHost({
+    factory,
+    table: new SessionTable(data.buffer),
+    broker: wrap<BrokerApi>(endpoint(toBroker.port1)),
+    threadId,
+    enableJsonResponse: data.enableJsonResponse,
+    onError: (error) => console.error(`[mcp-session-broker] thread ${threadId}:`, error),
+  });
+  const control: OwnerControl = { close: (ref, reason) => (host as SessionHost).close(ref, reason) };
+  expose(control, endpoint(fromBroker.port1));
+} catch (error) {
+  loadError = error instanceof BrokerError ? error.message : String(error);
+}
+const hello: HelloMessage & { error?: string } = {
+  type: HELLO,
+  threadId,
+  brokerPort: toBroker.port2,
+  controlPort: fromBroker.port2,
+  ...(loadError ? { error: loadError } : {}),
+};
+parentPort.postMessage(hello, [toBroker.port2, fromBroker.port2]);
+
+export default async function handle(task: HandlerTask): Promise<TaskResult> {
+  if (!host) {
+    task.port.close();
+    return { kind: 'answer', answer: Answers.internal(`the server module failed to load: ${loadError}`) };
+  }
+  const dispatched =
+    task.kind === 'initialize'
+      ? await host.initialize(task.clientKey, task.request)
+      : await host.request(task.sessionId, task.request);
+  if (dispatched.body) pumpToPort(dispatched.body, task.port, data.streamLimits);
+  else task.port.close();
+  return dispatched.result;
+}

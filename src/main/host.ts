@@ -1,0 +1,366 @@
+/**
+ * The session host: the sessions one thread owns (a handler thread, or the main
+ * thread with `threads: 0`). It asks the broker to admit before it creates any
+ * transport, runs the user's factory, hands requests to the SDK transport, and
+ * closes transports when the broker says so.
+ */
+
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { EventStore } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import {
+  isJSONRPCErrorResponse,
+  isJSONRPCRequest,
+  isJSONRPCResultResponse,
+  type JSONRPCMessage,
+  type RequestId,
+} from '@modelcontextprotocol/sdk/types.js';
+import { Answers, type JsonRpcId, sessionClosedError } from '../shared/jsonrpc.js';
+import type { TaskResult, WireRequest } from '../shared/messages.js';
+import type { SessionTable } from '../shared/table.js';
+import type { AdmitRequest, CloseReason, Decision, SessionRef } from '../shared/types.js';
+
+/** What the factory receives for each new session. */
+export interface SessionContext {
+  /** The new session's id (as the client will see it in `Mcp-Session-Id`). */
+  readonly sessionId: string;
+  /** Who asked for the session: the authenticated principal, or the remote address. */
+  readonly clientKey: string;
+  /** The thread that owns the session (0: the main thread). */
+  readonly threadId: number;
+}
+
+/** The default export of a server module: builds one MCP server per session. */
+export type ServerFactory = (context: SessionContext) => McpServer | Server | Promise<McpServer | Server>;
+
+/** The broker calls a host makes. */
+export interface HostBroker {
+  admit(request: AdmitRequest): Promise<Decision>;
+  closed(ref: SessionRef, reason: CloseReason, options?: { refund?: boolean }): Promise<void> | void;
+}
+
+export interface HostOptions {
+  readonly factory: ServerFactory;
+  readonly table: SessionTable;
+  readonly broker: HostBroker;
+  readonly threadId: number;
+  readonly enableJsonResponse: boolean;
+  /** Builds a per-session event store for resumability, or none. */
+  readonly eventStore?: () => EventStore;
+  /** Called with errors that do not belong to any one request. */
+  readonly onError?: (error: unknown) => void;
+}
+
+/** A task's answer: the head (or a whole answer), and the body stream, if any. */
+export interface Dispatched {
+  readonly result: TaskResult;
+  readonly body: ReadableStream<Uint8Array> | null;
+}
+
+/** The SDK transport, noting each response it sends so a closed session can fail the rest. */
+class OwnedTransport extends WebStandardStreamableHTTPServerTransport {
+  onResponse: ((id: RequestId) => void) | undefined;
+
+  override async send(message: JSONRPCMessage, options?: { relatedRequestId?: RequestId }): Promise<void> {
+    if ((isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) && message.id !== undefined) {
+      this.onResponse?.(message.id);
+    }
+    return super.send(message, options);
+  }
+}
+
+interface PendingCall {
+  readonly ids: Set<RequestId>;
+}
+
+interface Session {
+  readonly id: string;
+  readonly ref: SessionRef;
+  readonly server: McpServer | Server;
+  readonly transport: OwnedTransport;
+  /** Requests in flight, by JSON-RPC id, still waiting for their response. */
+  readonly pending: Map<RequestId, PendingCall>;
+  /** Set once the session is closing; the reason in-flight requests are failed with. */
+  reason: CloseReason | undefined;
+  /**
+   * Resolves with the reason when the session is closed under its requests (by
+   * the broker, or by a failure), so requests still waiting are answered with
+   * an error. A client's own DELETE does not abort: its request gets its 200.
+   */
+  readonly aborted: Promise<CloseReason>;
+  readonly abort: (reason: CloseReason) => void;
+  /** Resolves once the transport is closed and the session is gone from this host. */
+  readonly gone: Promise<void>;
+  readonly markGone: () => void;
+}
+
+const encoder = new TextEncoder();
+
+export class SessionHost {
+  readonly #opts: HostOptions;
+  readonly #lane: number;
+  readonly #sessions = new Map<string, Session>();
+  readonly #bySlot = new Map<number, Session>();
+  /** Sessions admitted but still being built, by slot; a close request waits for the build. */
+  readonly #building = new Map<number, { gen: number; reason: CloseReason | undefined; settled: Promise<void> }>();
+
+  constructor(options: HostOptions) {
+    this.#opts = options;
+    this.#lane = options.table.claimLane(options.threadId);
+  }
+
+  /** Live sessions in this host. */
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  // ---- requests ------------------------------------------------------------
+
+  /** Admits and creates a session for a preflighted initialize, then answers it. */
+  async initialize(clientKey: string, request: WireRequest): Promise<Dispatched> {
+    const decision = await this.#opts.broker.admit({ clientKey, owner: this.#opts.threadId });
+    if (!decision.ok) return { result: { kind: 'refused', refused: decision }, body: null };
+    const ref: SessionRef = { slot: decision.slot, gen: decision.gen };
+    let settle!: () => void;
+    const building = {
+      gen: ref.gen,
+      reason: undefined as CloseReason | undefined,
+      settled: new Promise<void>((resolve) => {
+        settle = resolve;
+      }),
+    };
+    this.#building.set(ref.slot, building);
+    // Counted before the transport exists and uncounted after it is closed, so
+    // the sum over threads never exceeds what the broker admitted.
+    this.#opts.table.addTransports(this.#lane, 1);
+    let session: Session;
+    try {
+      session = await this.#create(decision.id, ref, clientKey);
+    } catch (error) {
+      this.#opts.table.addTransports(this.#lane, -1);
+      this.#building.delete(ref.slot);
+      settle();
+      await this.#opts.broker.closed(ref, 'error', { refund: true });
+      this.#opts.onError?.(error);
+      return answer(Answers.internal('the server factory failed', requestIdOf(request.body)));
+    }
+    this.#building.delete(ref.slot);
+    if (building.reason) {
+      // The broker asked for this session's close while it was being built.
+      await this.#close(session, building.reason);
+      settle();
+      return answer(Answers.sessionClosed(building.reason, requestIdOf(request.body)));
+    }
+    settle();
+    const dispatched = await this.#handle(session, request);
+    if (dispatched.result.kind === 'head' && dispatched.result.status >= 400) {
+      // The SDK refused an initialize the preflight let through: the session never existed.
+      session.reason = 'error';
+      await this.#close(session, 'error');
+      await this.#opts.broker.closed(ref, 'error', { refund: true });
+      return dispatched;
+    }
+    if (dispatched.result.kind === 'head') {
+      return { ...dispatched, result: { ...dispatched.result, created: { ...ref, id: decision.id } } };
+    }
+    return dispatched;
+  }
+
+  /** Hands a request to the session it names (the listener already validated the id). */
+  async request(sessionId: string, request: WireRequest): Promise<Dispatched> {
+    const session = this.#sessions.get(sessionId);
+    if (!session || session.reason) return answer(Answers.sessionNotFound(requestIdOf(request.body)));
+    return this.#handle(session, request);
+  }
+
+  async #create(id: string, ref: SessionRef, clientKey: string): Promise<Session> {
+    const server = await this.#opts.factory({ sessionId: id, clientKey, threadId: this.#opts.threadId });
+    if (!server || typeof (server as { connect?: unknown }).connect !== 'function') {
+      throw new TypeError('the server factory must return an McpServer or Server');
+    }
+    let abort!: (reason: CloseReason) => void;
+    const aborted = new Promise<CloseReason>((resolve) => {
+      abort = resolve;
+    });
+    let markGone!: () => void;
+    const gone = new Promise<void>((resolve) => {
+      markGone = resolve;
+    });
+    const transport = new OwnedTransport({
+      sessionIdGenerator: () => id,
+      enableJsonResponse: this.#opts.enableJsonResponse,
+      ...(this.#opts.eventStore ? { eventStore: this.#opts.eventStore() } : {}),
+      onsessionclosed: () => {
+        session.reason ??= 'deleted';
+      },
+    });
+    const session: Session = {
+      id,
+      ref,
+      server,
+      transport,
+      pending: new Map(),
+      reason: undefined,
+      aborted,
+      abort,
+      gone,
+      markGone,
+    };
+    transport.onResponse = (requestId) => {
+      const call = session.pending.get(requestId);
+      if (call) {
+        call.ids.delete(requestId);
+        session.pending.delete(requestId);
+      }
+    };
+    transport.onclose = () => this.#onTransportClosed(session);
+    await server.connect(transport);
+    this.#sessions.set(id, session);
+    this.#bySlot.set(ref.slot, session);
+    return session;
+  }
+
+  async #handle(session: Session, wire: WireRequest): Promise<Dispatched> {
+    const request = new Request(wire.url, { method: wire.method, headers: wire.headers as [string, string][] });
+    const ids = new Set<RequestId>();
+    for (const message of messagesOf(wire.body)) {
+      if (isJSONRPCRequest(message)) ids.add(message.id);
+    }
+    const call: PendingCall = { ids };
+    for (const id of ids) session.pending.set(id, call);
+    const options: { parsedBody?: unknown; authInfo?: AuthInfo } = {};
+    if (wire.body !== undefined) options.parsedBody = wire.body;
+    if (wire.authInfo !== undefined) options.authInfo = wire.authInfo as AuthInfo;
+    const handled = session.transport.handleRequest(request, options);
+    const raced = await Promise.race([handled, session.aborted]);
+    if (!(raced instanceof Response)) {
+      // The session closed before the SDK answered (a JSON response still pending).
+      handled.catch(() => undefined);
+      this.#forget(session, call);
+      return answer(Answers.sessionClosed(raced, singleId(ids)));
+    }
+    const response = raced;
+    const headers: [string, string][] = [];
+    response.headers.forEach((value, name) => {
+      headers.push([name, value]);
+    });
+    if (!response.body) {
+      this.#forget(session, call);
+      return { result: { kind: 'head', status: response.status, headers, hasBody: false }, body: null };
+    }
+    const isSse = (response.headers.get('content-type') ?? '').includes('text/event-stream');
+    const body = this.#guardBody(session, call, response.body, isSse);
+    return { result: { kind: 'head', status: response.status, headers, hasBody: true }, body };
+  }
+
+  /**
+   * Passes the SDK's body through; if the session closes before every request
+   * of this call is answered, ends an SSE stream with a JSON-RPC error per
+   * unanswered request, naming the reason.
+   */
+  #guardBody(
+    session: Session,
+    call: PendingCall,
+    inner: ReadableStream<Uint8Array>,
+    isSse: boolean,
+  ): ReadableStream<Uint8Array> {
+    const reader = inner.getReader();
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const { done, value } = await reader.read();
+        if (!done) {
+          controller.enqueue(value);
+          return;
+        }
+        if (isSse && session.reason && call.ids.size > 0) {
+          for (const id of call.ids) {
+            const event = `event: message\ndata: ${JSON.stringify(sessionClosedError(session.reason, id))}\n\n`;
+            controller.enqueue(encoder.encode(event));
+          }
+        }
+        this.#forget(session, call);
+        controller.close();
+      },
+      cancel: async (reason) => {
+        this.#forget(session, call);
+        await reader.cancel(reason);
+      },
+    });
+  }
+
+  #forget(session: Session, call: PendingCall): void {
+    for (const id of call.ids) session.pending.delete(id);
+    call.ids.clear();
+  }
+
+  // ---- closing -----------------------------------------------------------------
+
+  /** Closes a session's transport at the broker's request (OwnerControl.close). */
+  async close(ref: SessionRef, reason: CloseReason): Promise<void> {
+    const session = this.#bySlot.get(ref.slot);
+    if (session && session.ref.gen === ref.gen) return this.#close(session, reason);
+    const building = this.#building.get(ref.slot);
+    if (building && building.gen === ref.gen) {
+      // Admitted, factory still running: it is closed as soon as it exists.
+      building.reason ??= reason;
+      await building.settled;
+    }
+  }
+
+  async #close(session: Session, reason: CloseReason): Promise<void> {
+    if (!session.reason) session.reason = reason;
+    session.abort(session.reason);
+    try {
+      await session.server.close();
+    } catch (error) {
+      this.#opts.onError?.(error);
+      this.#onTransportClosed(session);
+    }
+    await session.gone;
+  }
+
+  /** The transport closed, for whatever reason: forget the session, then tell the broker. */
+  #onTransportClosed(session: Session): void {
+    if (this.#sessions.get(session.id) !== session) return;
+    this.#sessions.delete(session.id);
+    this.#bySlot.delete(session.ref.slot);
+    this.#opts.table.addTransports(this.#lane, -1);
+    const initiatedHere = !session.reason || session.reason === 'deleted';
+    const reason = session.reason ?? 'error';
+    session.reason = reason;
+    if (reason !== 'deleted') session.abort(reason);
+    session.markGone();
+    // A close the broker asked for is confirmed by the broker itself when close() resolves.
+    if (initiatedHere) void Promise.resolve(this.#opts.broker.closed(session.ref, reason)).catch(this.#opts.onError);
+  }
+
+  /** Closes every session this host owns (shutdown), without waiting for the broker. */
+  async closeAll(reason: CloseReason): Promise<void> {
+    await Promise.all([...this.#sessions.values()].map((session) => this.#close(session, reason)));
+  }
+}
+
+function answer(a: ReturnType<typeof Answers.internal>): Dispatched {
+  return { result: { kind: 'answer', answer: a }, body: null };
+}
+
+function messagesOf(body: unknown): unknown[] {
+  if (body === undefined) return [];
+  return Array.isArray(body) ? body : [body];
+}
+
+function requestIdOf(body: unknown): JsonRpcId {
+  if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
+    const id = (body as { id?: unknown }).id;
+    if (typeof id === 'string' || typeof id === 'number') return id;
+  }
+  return null;
+}
+
+function singleId(ids: Set<RequestId>): JsonRpcId {
+  if (ids.size !== 1) return null;
+  const [id] = ids;
+  return id ?? null;
+}

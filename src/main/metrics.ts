@@ -1,0 +1,105 @@
+/**
+ * Prometheus metrics for one broker, on a registry of its own (no global state):
+ * read from the shared table's counters at scrape time.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+import { CLOSE_REASONS, REJECT_REASONS } from '../shared/types.js';
+import type { SessionBroker } from './session-broker.js';
+
+export interface BrokerMetrics {
+  readonly registry: Registry;
+  readonly contentType: string;
+  /** Takes a fresh snapshot of the broker's state and renders the exposition text. */
+  render(): Promise<string>;
+}
+
+export function createMetrics(broker: SessionBroker): BrokerMetrics {
+  const registry = new Registry();
+  // Counters mirror monotonic totals kept elsewhere: each scrape adds what changed since the last.
+  const mirror = (
+    counter: Counter<string>,
+    labels: Record<string, string>,
+    key: string,
+    total: number,
+    seen: Map<string, number>,
+  ) => {
+    const delta = total - (seen.get(key) ?? 0);
+    if (delta > 0) counter.inc(labels, delta);
+    seen.set(key, total);
+  };
+  const seen = new Map<string, number>();
+  let snapshot: Awaited<ReturnType<SessionBroker['stats']>> | undefined;
+
+  new Gauge({
+    name: 'mcp_sessions_live',
+    help: 'SDK session transports alive across all handler threads',
+    registers: [registry],
+    collect() {
+      this.set(snapshot?.transports ?? broker.transports());
+    },
+  });
+  new Gauge({
+    name: 'mcp_sessions_occupied',
+    help: 'Session slots counting against the cap (live plus closing)',
+    registers: [registry],
+    collect() {
+      this.set(snapshot?.occupied ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'mcp_sessions_max',
+    help: 'The session cap (maxSessions)',
+    registers: [registry],
+    collect() {
+      this.set(broker.table.capacity);
+    },
+  });
+  new Gauge({
+    name: 'mcp_sessions_live_by_thread',
+    help: 'SDK session transports alive per handler thread',
+    labelNames: ['thread'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [thread, count] of Object.entries(snapshot?.transportsByThread ?? {})) this.set({ thread }, count);
+    },
+  });
+  new Counter({
+    name: 'mcp_sessions_created_total',
+    help: 'Sessions admitted',
+    registers: [registry],
+    collect() {
+      mirror(this, {}, 'created', snapshot?.createdTotal ?? 0, seen);
+    },
+  });
+  new Counter({
+    name: 'mcp_sessions_closed_total',
+    help: 'Sessions closed, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      for (const reason of CLOSE_REASONS)
+        mirror(this, { reason }, `closed:${reason}`, snapshot?.closedTotal[reason] ?? 0, seen);
+    },
+  });
+  new Counter({
+    name: 'mcp_session_admissions_rejected_total',
+    help: 'Requests refused admission, by reason (rate_limited: 429, full and queue_full: 503)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      for (const reason of REJECT_REASONS) {
+        mirror(this, { reason }, `rejected:${reason}`, snapshot?.rejectedTotal[reason] ?? 0, seen);
+      }
+      mirror(this, { reason: 'queue_full' }, 'rejected:queue_full', broker.frontCounters.queueFull, seen);
+    },
+  });
+  return {
+    registry,
+    contentType: registry.contentType,
+    async render() {
+      snapshot = await broker.stats();
+      return registry.metrics();
+    },
+  };
+}

@@ -1,0 +1,194 @@
+/**
+ * Options of the public API, their defaults, and eager validation.
+ */
+import type { IncomingMessage } from 'node:http';
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import {
+  type AdmissionOptions,
+  duration,
+  positiveInteger,
+  type ResolvedAdmissionOptions,
+  resolveAdmissionOptions,
+} from '../broker/index.js';
+import { defaultThreads } from './dispatch.js';
+import type { ServerFactory } from './host.js';
+import type { StreamLimits } from './stream.js';
+
+export interface SessionBrokerOptions extends AdmissionOptions {
+  /**
+   * The server module (path or file URL) whose default export builds one
+   * `McpServer` per session; it runs in the handler threads. Relative paths
+   * resolve against the current directory.
+   * @default the built-in example server (tools echo, add, sha)
+   */
+  module?: string | URL;
+  /** A factory function instead of a module; only with `threads: 0` (functions cannot cross threads). */
+  factory?: ServerFactory;
+  /**
+   * Handler threads in the pool; 0 runs everything on the calling thread
+   * (no broker worker, no pool: for embedding in an existing app).
+   * @default os.availableParallelism()
+   */
+  threads?: number;
+  /** Largest request body accepted, in bytes; larger gets 413. @default 4 MiB */
+  maxBodyBytes?: number;
+  /** Answer POSTs with JSON instead of an SSE stream. @default false */
+  jsonResponse?: boolean;
+  /** Requests dispatched to one handler thread and not yet answered, beyond which requests get 503. @default 1024 */
+  maxPendingPerThread?: number;
+  /** Bytes of a response the listener may hold unacknowledged per stream. @default 256 KiB */
+  streamWindowBytes?: number;
+  /** Bytes a response stream may buffer for a client that does not read before it is aborted. @default 4 MiB */
+  maxStreamBufferBytes?: number;
+  /** Allowed CORS origin (`*` for any); CORS is off when unset. Exposes `Mcp-Session-Id`. */
+  cors?: string;
+  /** Derives the client key of a request. @default the remote address */
+  clientKey?: (req: IncomingMessage) => string;
+  /** Run on a manual clock shared by all threads (tests); drive it with `broker.clock`. @default false */
+  manualClock?: boolean;
+}
+
+export interface ResolvedSessionBrokerOptions {
+  readonly admission: ResolvedAdmissionOptions;
+  readonly module: string | undefined;
+  readonly factory: ServerFactory | undefined;
+  readonly threads: number;
+  readonly maxBodyBytes: number;
+  readonly jsonResponse: boolean;
+  readonly maxPendingPerThread: number;
+  readonly streamLimits: StreamLimits;
+  readonly cors: string | undefined;
+  readonly clientKey: ((req: IncomingMessage) => string) | undefined;
+  readonly manualClock: boolean;
+}
+
+export const SESSION_BROKER_DEFAULTS = {
+  maxBodyBytes: 4 * 1024 * 1024,
+  jsonResponse: false,
+  maxPendingPerThread: 1024,
+  streamWindowBytes: 256 * 1024,
+  maxStreamBufferBytes: 4 * 1024 * 1024,
+} as const;
+
+const MAX_THREADS = 256;
+
+export function resolveSessionBrokerOptions(options: SessionBrokerOptions): ResolvedSessionBrokerOptions {
+  const admission = resolveAdmissionOptions(options);
+  let threads = defaultThreads();
+  if (options.threads !== undefined) {
+    if (typeof options.threads !== 'number') throw new TypeError('options.threads must be a non-negative integer');
+    if (!Number.isInteger(options.threads) || options.threads < 0 || options.threads > MAX_THREADS) {
+      throw new RangeError(`options.threads must be an integer from 0 to ${MAX_THREADS}`);
+    }
+    threads = options.threads;
+  }
+  if (options.factory !== undefined) {
+    if (typeof options.factory !== 'function') throw new TypeError('options.factory must be a function');
+    if (threads !== 0)
+      throw new RangeError('options.factory needs threads: 0 (use options.module with handler threads)');
+    if (options.module !== undefined) throw new TypeError('options.module and options.factory are mutually exclusive');
+  }
+  let module: string | undefined;
+  if (options.module !== undefined) {
+    if (options.module instanceof URL) module = options.module.href;
+    else if (typeof options.module === 'string' && options.module.length > 0) {
+      module =
+        /^[a-z][a-z0-9+.-]*:/i.test(options.module) && !isAbsolute(options.module)
+          ? options.module
+          : pathToFileURL(resolve(options.module)).href;
+    } else throw new TypeError('options.module must be a path or a URL');
+  }
+  const bool = (name: string, value: unknown, fallback: boolean): boolean => {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'boolean') throw new TypeError(`options.${name} must be a boolean`);
+    return value;
+  };
+  const int = (name: string, value: unknown, fallback: number): number =>
+    value === undefined ? fallback : positiveInteger(name, value);
+  if (options.cors !== undefined && (typeof options.cors !== 'string' || options.cors.length === 0)) {
+    throw new TypeError('options.cors must be an origin string (or "*")');
+  }
+  if (options.clientKey !== undefined && typeof options.clientKey !== 'function') {
+    throw new TypeError('options.clientKey must be a function (req) => string');
+  }
+  const streamWindowBytes = int(
+    'streamWindowBytes',
+    options.streamWindowBytes,
+    SESSION_BROKER_DEFAULTS.streamWindowBytes,
+  );
+  const maxBufferedBytes = int(
+    'maxStreamBufferBytes',
+    options.maxStreamBufferBytes,
+    SESSION_BROKER_DEFAULTS.maxStreamBufferBytes,
+  );
+  return {
+    admission,
+    module,
+    factory: options.factory,
+    threads,
+    maxBodyBytes: int('maxBodyBytes', options.maxBodyBytes, SESSION_BROKER_DEFAULTS.maxBodyBytes),
+    jsonResponse: bool('jsonResponse', options.jsonResponse, SESSION_BROKER_DEFAULTS.jsonResponse),
+    maxPendingPerThread: int(
+      'maxPendingPerThread',
+      options.maxPendingPerThread,
+      SESSION_BROKER_DEFAULTS.maxPendingPerThread,
+    ),
+    streamLimits: { windowBytes: streamWindowBytes, maxBufferedBytes },
+    cors: options.cors,
+    clientKey: options.clientKey,
+    manualClock: bool('manualClock', options.manualClock, false),
+  };
+}
+
+export interface ServeOptions extends SessionBrokerOptions {
+  /** Interface to listen on. @default '127.0.0.1' */
+  host?: string;
+  /** Port to listen on; 0 picks a free port. @default 3000 */
+  port?: number;
+  /** Path of the MCP endpoint. @default '/mcp' */
+  path?: string;
+  /** How long shutdown lets in-flight requests finish before closing sessions, ms. @default 10_000 */
+  shutdownTimeoutMs?: number;
+  /** Serve `/metrics` on this port instead of the main one. */
+  metricsPort?: number;
+  /** Where lifecycle lines go (`created` / `closed`); `false` for none. @default console.error */
+  log?: ((line: string) => void) | false;
+}
+
+export interface ResolvedServeOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly path: string;
+  readonly shutdownTimeoutMs: number;
+  readonly metricsPort: number | undefined;
+  readonly log: ((line: string) => void) | undefined;
+}
+
+export const SERVE_DEFAULTS = { host: '127.0.0.1', port: 3000, path: '/mcp', shutdownTimeoutMs: 10_000 } as const;
+
+export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions {
+  const port = (name: string, value: unknown, fallback: number | undefined) => {
+    if (value === undefined) return fallback;
+    if (typeof value !== 'number') throw new TypeError(`options.${name} must be a port number`);
+    if (!Number.isInteger(value) || value < 0 || value > 65535)
+      throw new RangeError(`options.${name} must be an integer from 0 to 65535`);
+    return value;
+  };
+  const host = options.host ?? SERVE_DEFAULTS.host;
+  if (typeof host !== 'string' || host.length === 0) throw new TypeError('options.host must be a non-empty string');
+  const path = options.path ?? SERVE_DEFAULTS.path;
+  if (typeof path !== 'string' || !path.startsWith('/'))
+    throw new TypeError('options.path must be a string starting with /');
+  if (options.log !== undefined && options.log !== false && typeof options.log !== 'function') {
+    throw new TypeError('options.log must be a function or false');
+  }
+  return {
+    host,
+    port: port('port', options.port, SERVE_DEFAULTS.port) as number,
+    path,
+    shutdownTimeoutMs: duration('shutdownTimeoutMs', options.shutdownTimeoutMs, SERVE_DEFAULTS.shutdownTimeoutMs, true),
+    metricsPort: port('metricsPort', options.metricsPort, undefined),
+    log: options.log === false ? undefined : (options.log ?? ((line: string) => console.error(line))),
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * Preflight: everything the SDK transport would reject, answered on the
+ * listener thread before any session is touched, any rate token spent or
+ * anything evicted. Pure functions over the request's method, headers and body.
+ */
+import {
+  isInitializeRequest,
+  JSONRPCMessageSchema,
+  SUPPORTED_PROTOCOL_VERSIONS,
+} from '@modelcontextprotocol/sdk/types.js';
+import { Answers, type HttpAnswer, type JsonRpcId } from '../shared/jsonrpc.js';
+
+/** The SDK's limit on messages in one batch. */
+export const MAX_BATCH_SIZE = 100;
+
+export type PostCheck =
+  | { readonly ok: false; readonly answer: HttpAnswer }
+  | { readonly ok: true; readonly body: unknown; readonly isInitialize: boolean; readonly id: JsonRpcId };
+
+type Headers = Readonly<Record<string, string | string[] | undefined>>;
+
+function header(headers: Headers, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** Accept for a POST must list both application/json and text/event-stream. */
+export function checkPostHeaders(headers: Headers): HttpAnswer | undefined {
+  const accept = header(headers, 'accept') ?? '';
+  if (!accept.includes('application/json') || !accept.includes('text/event-stream')) {
+    return Answers.notAcceptable('both application/json and text/event-stream');
+  }
+  if (!isJsonContentType(header(headers, 'content-type'))) return Answers.unsupportedMediaType();
+  return undefined;
+}
+
+/** Accept for a GET must list text/event-stream. */
+export function checkGetHeaders(headers: Headers): HttpAnswer | undefined {
+  const accept = header(headers, 'accept') ?? '';
+  if (!accept.includes('text/event-stream')) return Answers.notAcceptable('text/event-stream');
+  return undefined;
+}
+
+/** The protocol version header, when present, must be one the SDK supports. */
+export function checkProtocolVersion(headers: Headers): HttpAnswer | undefined {
+  const version = header(headers, 'mcp-protocol-version');
+  if (version !== undefined && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
+    return Answers.badRequest(
+      `Unsupported protocol version: ${version} (supported versions: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')})`,
+    );
+  }
+  return undefined;
+}
+
+/** `application/json` as a parsed media type (parameters allowed), never a substring. */
+export function isJsonContentType(value: string | undefined): boolean {
+  if (!value) return false;
+  const type = value.split(';', 1)[0]?.trim().toLowerCase();
+  return type === 'application/json';
+}
+
+/**
+ * Parses and checks a POST body. `hasSession` says whether the request named a
+ * (valid) session: without one, the body must be exactly one initialize request.
+ */
+export function checkPostBody(text: string, hasSession: boolean, headers: Headers): PostCheck {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, answer: Answers.parseError() };
+  }
+  return checkPostMessage(raw, hasSession, headers);
+}
+
+/** Checks an already-parsed POST body (see `checkPostBody`). */
+export function checkPostMessage(raw: unknown, hasSession: boolean, headers: Headers): PostCheck {
+  const messages = Array.isArray(raw) ? raw : [raw];
+  if (Array.isArray(raw) && (raw.length === 0 || raw.length > MAX_BATCH_SIZE)) {
+    return { ok: false, answer: Answers.invalidMessage(`a batch must hold 1 to ${MAX_BATCH_SIZE} messages`) };
+  }
+  for (const message of messages) {
+    if (!JSONRPCMessageSchema.safeParse(message).success) {
+      return { ok: false, answer: Answers.invalidJsonRpc(idOf(message)) };
+    }
+  }
+  const initializes = messages.filter((m) => isInitializeRequest(m)).length;
+  const id = Array.isArray(raw) ? null : idOf(raw);
+  if (hasSession) return { ok: true, body: raw, isInitialize: false, id };
+  if (initializes === 0) return { ok: false, answer: Answers.missingSessionId(id) };
+  if (messages.length > 1) {
+    return { ok: false, answer: Answers.invalidMessage('Only one initialization request is allowed') };
+  }
+  const versionError = checkProtocolVersion(headers);
+  if (versionError) return { ok: false, answer: versionError };
+  return { ok: true, body: raw, isInitialize: true, id };
+}
+
+function idOf(message: unknown): JsonRpcId {
+  if (typeof message === 'object' && message !== null) {
+    const id = (message as { id?: unknown }).id;
+    if (typeof id === 'string' || typeof id === 'number') return id;
+  }
+  return null;
+}

@@ -1,0 +1,373 @@
+/**
+ * `SessionBroker`: the MCP endpoint with bounded sessions. It owns the broker
+ * (a worker thread, or in-process with `threads: 0`), the handler threads, and
+ * the request front: everything the listener can answer without a hop
+ * (unknown session, missing id, bad headers, bad JSON, too large) is answered
+ * here; the rest goes to the session's owner thread.
+ */
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type BrokerHandle, startBroker, startInProcessBroker } from '../broker/index.js';
+import { Answers, type HttpAnswer, refusalAnswer } from '../shared/jsonrpc.js';
+import type { WireRequest } from '../shared/messages.js';
+import type { SessionTable } from '../shared/table.js';
+import type {
+  BrokerStats,
+  SessionClosedEvent,
+  SessionCreatedEvent,
+  SessionEvent,
+  SessionRef,
+} from '../shared/types.js';
+import { type Dispatcher, LocalDispatcher, PoolDispatcher, type Routed } from './dispatch.js';
+import { loadFactory } from './factory.js';
+import { SessionHost } from './host.js';
+import {
+  type ResolvedSessionBrokerOptions,
+  resolveSessionBrokerOptions,
+  type SessionBrokerOptions,
+} from './options.js';
+import { checkGetHeaders, checkPostBody, checkPostHeaders, checkPostMessage } from './preflight.js';
+import { pipePortToResponse } from './stream.js';
+
+export interface SessionBrokerEvents {
+  created: [SessionCreatedEvent];
+  closed: [SessionClosedEvent];
+}
+
+/** Requests refused by the listener itself (not by the broker), for metrics. */
+export interface FrontCounters {
+  queueFull: number;
+}
+
+export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
+  readonly #opts: ResolvedSessionBrokerOptions;
+  readonly #broker: BrokerHandle;
+  readonly #dispatcher: Dispatcher;
+  /** Every response not yet closed (GET streams included), destroyed at the end of shutdown. */
+  readonly #active = new Set<ServerResponse>();
+  /** POST and DELETE responses in flight: shutdown lets these finish. */
+  #inFlight = 0;
+  #drained: (() => void) | undefined;
+  readonly #counters: FrontCounters = { queueFull: 0 };
+  #closing: Promise<void> | undefined;
+
+  /** Starts the broker and its handler threads; resolves once every thread is ready. */
+  static async create(options: SessionBrokerOptions): Promise<SessionBroker> {
+    const opts = resolveSessionBrokerOptions(options);
+    const emitter = new EventEmitter<SessionBrokerEvents>();
+    const onEvent = (event: SessionEvent) => {
+      if (event.type === 'created') emitter.emit('created', event);
+      else emitter.emit('closed', event);
+    };
+    const lanes = opts.threads === 0 ? 1 : opts.threads * 2 + 2;
+    if (opts.threads === 0) {
+      const factory = opts.factory ?? (await loadFactory(opts.module));
+      let host: SessionHost | undefined;
+      const broker = startInProcessBroker({
+        admission: opts.admission,
+        lanes,
+        manualClock: opts.manualClock,
+        onEvent,
+        closer: (_owner, ref, reason) => (host ? host.close(ref, reason) : Promise.resolve()),
+      });
+      host = new SessionHost({
+        factory,
+        table: broker.table,
+        broker: broker.api,
+        threadId: 0,
+        enableJsonResponse: opts.jsonResponse,
+        onError: (error) => console.error('[mcp-session-broker]', error),
+      });
+      return new SessionBroker(opts, broker, new LocalDispatcher(host, opts.streamLimits), emitter);
+    }
+    const broker = await startBroker({ admission: opts.admission, lanes, manualClock: opts.manualClock, onEvent });
+    let dispatcher: PoolDispatcher;
+    try {
+      dispatcher = await PoolDispatcher.start({
+        broker,
+        threads: opts.threads,
+        module: opts.module,
+        enableJsonResponse: opts.jsonResponse,
+        streamLimits: opts.streamLimits,
+        maxPendingPerThread: opts.maxPendingPerThread,
+        onThreadGone: (threadId) => void broker.api.ownerGone(threadId),
+      });
+    } catch (error) {
+      await broker.terminate();
+      throw error;
+    }
+    return new SessionBroker(opts, broker, dispatcher, emitter);
+  }
+
+  private constructor(
+    opts: ResolvedSessionBrokerOptions,
+    broker: BrokerHandle,
+    dispatcher: Dispatcher,
+    emitter: EventEmitter<SessionBrokerEvents>,
+  ) {
+    super();
+    this.#opts = opts;
+    this.#broker = broker;
+    this.#dispatcher = dispatcher;
+    emitter.on('created', (event) => this.emit('created', event));
+    emitter.on('closed', (event) => this.emit('closed', event));
+  }
+
+  /** The shared session table (read-only use: lookups, transport counts). */
+  get table(): SessionTable {
+    return this.#broker.table;
+  }
+
+  /** The handler threads' ids (`[0]` with `threads: 0`). */
+  get threadIds(): readonly number[] {
+    return this.#dispatcher.threadIds;
+  }
+
+  /** SDK transports alive right now across all threads, as the threads report them. */
+  transports(): number {
+    return this.#broker.table.transports();
+  }
+
+  /** A snapshot of admission state and counters. */
+  stats(): Promise<BrokerStats> {
+    return this.#broker.api.stats();
+  }
+
+  /** Listener-side refusal counts (the broker's own are in `stats()`). */
+  get frontCounters(): Readonly<FrontCounters> {
+    return this.#counters;
+  }
+
+  /** The manual clock (only with `manualClock: true`): ms since the table's epoch, seen by every thread. */
+  readonly clock = {
+    now: (): number => this.#broker.table.now(),
+    set: (ms: number): void => this.#broker.table.setManualNow(ms),
+    advance: (ms: number): void => this.#broker.table.setManualNow(this.#broker.table.now() + ms),
+  };
+
+  /** Runs the idle/lifetime sweep now (it also runs on its own timer). */
+  sweep(): Promise<void> {
+    return this.#broker.api.sweep();
+  }
+
+  /**
+   * Handles one request to the MCP endpoint (node:http or express). With a
+   * body parser in front, pass its result as `parsedBody`.
+   */
+  async handle(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+    try {
+      this.#cors(res);
+      if (req.method === 'OPTIONS' && this.#opts.cors) {
+        res.writeHead(204, {
+          'access-control-allow-methods': 'GET, POST, DELETE, OPTIONS',
+          'access-control-allow-headers':
+            'content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id',
+          'access-control-max-age': '600',
+        });
+        res.end();
+        return;
+      }
+      if (this.#closing) return send(res, Answers.shuttingDown());
+      await this.#route(req, res, parsedBody);
+    } catch (error) {
+      console.error('[mcp-session-broker] request failed:', error);
+      if (!res.headersSent) send(res, Answers.internal('request failed'));
+      else res.destroy();
+    }
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse, parsedBody: unknown): Promise<void> {
+    const method = req.method ?? 'GET';
+    if (method !== 'GET' && method !== 'POST' && method !== 'DELETE') return send(res, Answers.methodNotAllowed());
+    const table = this.#broker.table;
+    const rawId = req.headers['mcp-session-id'];
+    const sessionId = Array.isArray(rawId) ? rawId[0] : rawId;
+    let ref: SessionRef | undefined;
+    if (sessionId !== undefined) {
+      const found = table.lookup(sessionId);
+      if (!found.ok) return send(res, Answers.sessionNotFound());
+      ref = found.ref;
+    }
+    if (method === 'GET') {
+      const bad = checkGetHeaders(req.headers);
+      if (bad) return send(res, bad);
+      if (!sessionId || !ref) return send(res, Answers.missingSessionId());
+      // The standalone GET stream is activity, never "in flight": touch, don't enter.
+      table.touch(ref);
+      return this.#forward(res, () => this.#dispatcher.session(sessionId, ref, table.owner(ref), wire(req)));
+    }
+    if (method === 'DELETE') {
+      if (!sessionId || !ref) return send(res, Answers.missingSessionId());
+      return this.#enterAndForward(res, ref, () =>
+        this.#dispatcher.session(sessionId, ref, table.owner(ref), wire(req)),
+      );
+    }
+    // POST
+    const badHeaders = checkPostHeaders(req.headers);
+    if (badHeaders) return send(res, badHeaders);
+    let check: ReturnType<typeof checkPostBody>;
+    if (parsedBody !== undefined) {
+      check = checkPostMessage(parsedBody, ref !== undefined, req.headers);
+    } else {
+      const body = await readBody(req, this.#opts.maxBodyBytes);
+      if (body === undefined) {
+        res.setHeader('connection', 'close');
+        return send(res, Answers.tooLarge(this.#opts.maxBodyBytes));
+      }
+      check = checkPostBody(body, ref !== undefined, req.headers);
+    }
+    if (!check.ok) return send(res, check.answer);
+    const request = wire(req, check.body);
+    if (check.isInitialize) {
+      const clientKey = this.#opts.clientKey?.(req) ?? req.socket.remoteAddress ?? 'unknown';
+      this.#trackInFlight(res);
+      return this.#forward(res, () => this.#dispatcher.initialize(clientKey, request), check.id);
+    }
+    if (!sessionId || !ref) return send(res, Answers.missingSessionId(check.id));
+    return this.#enterAndForward(
+      res,
+      ref,
+      () => this.#dispatcher.session(sessionId, ref, table.owner(ref), request),
+      check.id,
+    );
+  }
+
+  /** A POST or DELETE is in flight from dispatch until its response has ended (or the client left). */
+  async #enterAndForward(
+    res: ServerResponse,
+    ref: SessionRef,
+    run: () => Promise<Routed>,
+    id: string | number | null = null,
+  ) {
+    if (!this.#broker.table.enter(ref)) return send(res, Answers.sessionNotFound(id));
+    res.once('close', () => this.#broker.table.leave(ref));
+    this.#trackInFlight(res);
+    return this.#forward(res, run, id);
+  }
+
+  #trackInFlight(res: ServerResponse): void {
+    this.#inFlight++;
+    res.once('close', () => {
+      this.#inFlight--;
+      if (this.#inFlight === 0) this.#drained?.();
+    });
+  }
+
+  async #forward(res: ServerResponse, run: () => Promise<Routed>, id: string | number | null = null) {
+    this.#active.add(res);
+    res.once('close', () => this.#active.delete(res));
+    const routed = await run();
+    if ('busy' in routed) {
+      this.#counters.queueFull++;
+      return send(res, refusalAnswer({ reason: 'queue_full', retryAfterMs: 1000 }, id));
+    }
+    const { result, port } = routed;
+    switch (result.kind) {
+      case 'answer':
+        port.close();
+        return send(res, result.answer);
+      case 'refused':
+        port.close();
+        return send(res, refusalAnswer(result.refused, id));
+      case 'head': {
+        if (result.created) {
+          // The new session holds its initialize request until the response ends.
+          const created = { slot: result.created.slot, gen: result.created.gen };
+          res.once('close', () => this.#broker.table.leave(created));
+        }
+        res.writeHead(result.status, Object.fromEntries(result.headers));
+        res.flushHeaders();
+        if (!result.hasBody) {
+          port.close();
+          res.end();
+          return;
+        }
+        await pipePortToResponse(port, res);
+        return;
+      }
+    }
+  }
+
+  #cors(res: ServerResponse): void {
+    if (!this.#opts.cors) return;
+    res.setHeader('access-control-allow-origin', this.#opts.cors);
+    res.setHeader('access-control-expose-headers', 'mcp-session-id, mcp-protocol-version');
+    if (this.#opts.cors !== '*') res.setHeader('vary', 'origin');
+  }
+
+  /**
+   * Graceful shutdown: refuses new requests (503), lets in-flight POSTs finish
+   * for up to `timeoutMs`, closes every session with reason `shutdown`, and
+   * stops the threads. Idempotent.
+   */
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.#closing ??= this.#shutdown(options.timeoutMs ?? 10_000);
+    return this.#closing;
+  }
+
+  async #shutdown(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    if (this.#inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        this.#drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    await this.#broker.api.shutdown(Math.max(100, deadline - Date.now())).catch(() => undefined);
+    for (const res of this.#active) res.destroy();
+    await this.#dispatcher.close();
+    await this.#broker.terminate();
+  }
+}
+
+function send(res: ServerResponse, answer: HttpAnswer): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(answer.status, answer.headers);
+  res.end(answer.body);
+}
+
+function wire(req: IncomingMessage, body?: unknown): WireRequest {
+  const headers: [string, string][] = [];
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+    headers.push([req.rawHeaders[i] as string, req.rawHeaders[i + 1] as string]);
+  }
+  const host = req.headers.host ?? 'localhost';
+  const url = `http://${host}${req.url ?? '/'}`;
+  const request: { -readonly [K in keyof WireRequest]: WireRequest[K] } = { method: req.method ?? 'GET', url, headers };
+  if (body !== undefined) request.body = body;
+  const auth = (req as { auth?: unknown }).auth;
+  if (auth !== undefined) request.authInfo = auth;
+  return request;
+}
+
+/** Reads a body up to `limit` bytes; undefined when it is larger (the rest is discarded, unread). */
+function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume();
+    return Promise.resolve(undefined);
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.resume();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(size > limit ? undefined : Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+  });
+}

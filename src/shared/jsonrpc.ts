@@ -1,0 +1,116 @@
+/**
+ * The JSON-RPC error envelope, built in one place, and the one mapping from
+ * refusals and request faults to HTTP answers. Every error body the broker
+ * sends is a JSON-RPC error object (`id` null unless the request's id is known).
+ */
+import type { CloseReason, Refused } from './types.js';
+
+export type JsonRpcId = string | number | null;
+
+/** JSON-RPC error codes used by the broker. */
+export const ErrorCode = {
+  ParseError: -32700,
+  InvalidRequest: -32600,
+  /** Generic server error (transport-level refusals, as the MCP SDK uses it). */
+  ServerError: -32000,
+  /** Session not found (unknown, evicted, expired or deleted session id). */
+  SessionNotFound: -32001,
+  InternalError: -32603,
+} as const;
+
+/** An HTTP answer: status, headers and a JSON body. */
+export interface HttpAnswer {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+export function jsonRpcError(code: number, message: string, id: JsonRpcId = null, data?: unknown) {
+  const error: { code: number; message: string; data?: unknown } = { code, message };
+  if (data !== undefined) error.data = data;
+  return { jsonrpc: '2.0' as const, error, id };
+}
+
+/** Builds an HTTP answer carrying a JSON-RPC error. */
+export function errorAnswer(
+  status: number,
+  code: number,
+  message: string,
+  options: { id?: JsonRpcId; headers?: Record<string, string>; data?: unknown } = {},
+): HttpAnswer {
+  return {
+    status,
+    headers: { 'content-type': 'application/json', ...options.headers },
+    body: JSON.stringify(jsonRpcError(code, message, options.id ?? null, options.data)),
+  };
+}
+
+/** Seconds for a `Retry-After` header: rounded up, at least 1. */
+export function retryAfterSeconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}
+
+/** The one mapping from an admission refusal to its HTTP answer (429 or 503, with `Retry-After`). */
+export function refusalAnswer(
+  refused: Refused | { reason: 'queue_full'; retryAfterMs: number },
+  id: JsonRpcId = null,
+): HttpAnswer {
+  const retryAfter = String(retryAfterSeconds(refused.retryAfterMs));
+  switch (refused.reason) {
+    case 'rate_limited':
+      return errorAnswer(429, ErrorCode.ServerError, 'Too many new sessions: session creation rate limit reached', {
+        id,
+        headers: { 'retry-after': retryAfter },
+        data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
+      });
+    case 'full':
+      return errorAnswer(503, ErrorCode.ServerError, 'Session limit reached and no session can be evicted', {
+        id,
+        headers: { 'retry-after': retryAfter },
+        data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
+      });
+    case 'queue_full':
+      return errorAnswer(503, ErrorCode.ServerError, 'Server busy: request queue is full', {
+        id,
+        headers: { 'retry-after': retryAfter },
+        data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
+      });
+  }
+}
+
+/** Answers for request faults detected before anything reaches a session. */
+export const Answers = {
+  sessionNotFound: (id: JsonRpcId = null) => errorAnswer(404, ErrorCode.SessionNotFound, 'Session not found', { id }),
+  missingSessionId: (id: JsonRpcId = null) =>
+    errorAnswer(400, ErrorCode.ServerError, 'Bad Request: Mcp-Session-Id header is required', { id }),
+  parseError: () => errorAnswer(400, ErrorCode.ParseError, 'Parse error: Invalid JSON'),
+  invalidJsonRpc: (id: JsonRpcId = null) =>
+    errorAnswer(400, ErrorCode.ParseError, 'Parse error: Invalid JSON-RPC message', { id }),
+  invalidMessage: (detail: string, id: JsonRpcId = null) =>
+    errorAnswer(400, ErrorCode.InvalidRequest, `Invalid Request: ${detail}`, { id }),
+  badRequest: (detail: string, id: JsonRpcId = null) =>
+    errorAnswer(400, ErrorCode.ServerError, `Bad Request: ${detail}`, { id }),
+  tooLarge: (maxBytes: number) =>
+    errorAnswer(413, ErrorCode.ServerError, `Payload Too Large: request body must not exceed ${maxBytes} bytes`),
+  notAcceptable: (what: string) =>
+    errorAnswer(406, ErrorCode.ServerError, `Not Acceptable: Client must accept ${what}`),
+  unsupportedMediaType: () =>
+    errorAnswer(415, ErrorCode.ServerError, 'Unsupported Media Type: Content-Type must be application/json'),
+  methodNotAllowed: () =>
+    errorAnswer(405, ErrorCode.ServerError, 'Method not allowed', { headers: { allow: 'GET, POST, DELETE' } }),
+  notFound: () => errorAnswer(404, ErrorCode.ServerError, 'Not found'),
+  shuttingDown: () =>
+    errorAnswer(503, ErrorCode.ServerError, 'Server is shutting down', {
+      headers: { 'retry-after': '1', connection: 'close' },
+    }),
+  internal: (detail: string, id: JsonRpcId = null) =>
+    errorAnswer(500, ErrorCode.InternalError, `Internal error: ${detail}`, { id }),
+  /** An in-flight request whose session was closed under it. */
+  sessionClosed: (reason: CloseReason, id: JsonRpcId = null) =>
+    errorAnswer(404, ErrorCode.SessionNotFound, `Session closed: ${reason}`, { id, data: { reason } }),
+} as const;
+
+/** The JSON-RPC error object for a request still pending when its session closed. */
+export function sessionClosedError(reason: CloseReason, id: JsonRpcId) {
+  return jsonRpcError(ErrorCode.SessionNotFound, `Session closed: ${reason}`, id, { reason });
+}

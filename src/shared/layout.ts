@@ -1,0 +1,199 @@
+/**
+ * The layout of the shared session table: one SharedArrayBuffer, read by every
+ * thread, whose admission state only the broker writes.
+ *
+ * ```
+ *  byte 0
+ *  +--------------------------------------------------------------------------+
+ *  | CONFIG   Float64 x CONFIG_F64       written once before the buffer is    |
+ *  |          (epoch, idle/lifetime/busy timeouts)   shared; plain reads      |
+ *  +--------------------------------------------------------------------------+
+ *  | CLOCK_COUNTERS  BigInt64 x HEADER_I64  manual clock, created/closed/    |
+ *  |                                         rejected counters (Atomics)     |
+ *  +--------------------------------------------------------------------------+
+ *  | HEADER   Int32 x HEADER_I32        capacity, occupancy, FIFO head/tail, |
+ *  |                                     rate ring head/count (Atomics)      |
+ *  +--------------------------------------------------------------------------+
+ *  | SLOT TIMES  BigInt64 x SLOT_I64 per slot: createdAt, lastSeen, busySince |
+ *  +--------------------------------------------------------------------------+
+ *  | SLOT WORDS  Int32 x SLOT_I32 per slot:                                    |
+ *  |   STATE  [ 31: 0 | 30..23: gen tag | 22..20: state | 19..0: in-flight ]  |
+ *  |   GEN, RAND0..3 (the id's secret), OWNER, CLIENT_HASH0..1 (reserved),    |
+ *  |   PREV, NEXT (FIFO list / free list), REASON                             |
+ *  +--------------------------------------------------------------------------+
+ *  | LANES    Int32 x LANE_I32 per handler thread: threadId + 1, transports   |
+ *  +--------------------------------------------------------------------------+
+ *  | RATE RING  Float64 x rate.max  (only when a rate is set): creation times |
+ *  +--------------------------------------------------------------------------+
+ * ```
+ *
+ * Who writes what:
+ * - CONFIG: the creator of the buffer, once, before any other thread sees it.
+ * - Manual clock: whoever drives the fake clock (tests), with Atomics.store.
+ * - Counters, HEADER, GEN, RAND, OWNER, CLIENT_HASH, PREV/NEXT, REASON, createdAt,
+ *   the rate ring: the broker only.
+ * - STATE: the broker moves state (free -> live -> closing -> free); request
+ *   threads change only the in-flight count, always by compare-and-swap.
+ * - lastSeen, busySince: request threads (touch on request start and end) and
+ *   the broker (at admission).
+ * - LANES: each handler thread claims its lane by compare-and-swap and keeps its
+ *   own transport count there; the broker clears the lane of a dead thread.
+ *
+ * Ordering: every cross-thread field is accessed with Atomics (sequentially
+ * consistent), except CONFIG, which is immutable once shared. The broker writes
+ * GEN and RAND before it publishes a slot by storing STATE; readers load STATE
+ * first and confirm it again with the compare-and-swap that enters the slot,
+ * so a reader never accepts a half-written id (a seqlock on the STATE word).
+ */
+
+export const LAYOUT_MAGIC = 0x4d435342; // "MCSB"
+export const LAYOUT_VERSION = 1;
+
+// ---- CONFIG (Float64, immutable once shared) -------------------------------
+/** Wall-clock ms (performance.timeOrigin + performance.now()) that all stored times count from. */
+export const C_EPOCH = 0;
+/** Idle timeout in ms; 0 = off. */
+export const C_IDLE_MS = 1;
+/** Max lifetime in ms; 0 = off. */
+export const C_LIFETIME_MS = 2;
+/** Busy timeout in ms: a request in flight longer than this no longer protects its session. */
+export const C_BUSY_MS = 3;
+/** 1 when the clock is the manual clock below (tests), else 0. */
+export const C_MANUAL_CLOCK = 4;
+export const CONFIG_F64 = 8;
+
+// ---- CLOCK + COUNTERS (BigInt64, Atomics) ------------------------------------
+/** The manual clock's current time, ms since the epoch. */
+export const B_MANUAL_NOW = 0;
+export const B_CREATED_TOTAL = 1;
+/** Six counters, one per close reason in CLOSE_REASONS order. */
+export const B_CLOSED_TOTAL = 2;
+/** Two counters, one per reject reason in REJECT_REASONS order. */
+export const B_REJECTED_TOTAL = 8;
+export const HEADER_I64 = 16;
+
+// ---- HEADER (Int32, Atomics; broker writes) ----------------------------------
+export const H_MAGIC = 0;
+export const H_VERSION = 1;
+export const H_CAPACITY = 2;
+export const H_LANES = 3;
+/** rate.max, or 0 when no rate is set (and the rate ring is absent). */
+export const H_RATE_MAX = 4;
+/** Slots not free (live + closing): what counts against the cap. */
+export const H_OCCUPIED = 5;
+export const H_LIVE = 6;
+export const H_CLOSING = 7;
+/** Oldest slot in creation order, or -1. */
+export const H_FIFO_HEAD = 8;
+/** Newest slot in creation order, or -1. */
+export const H_FIFO_TAIL = 9;
+export const H_FIFO_LENGTH = 10;
+/** First free slot (free slots are chained through NEXT), or -1. */
+export const H_FREE_HEAD = 11;
+/** Index of the oldest creation in the rate ring. */
+export const H_RATE_HEAD = 12;
+/** Creations recorded in the rate ring (at most rate.max). */
+export const H_RATE_COUNT = 13;
+export const H_WAITING = 14;
+export const HEADER_I32 = 16;
+
+// ---- SLOT TIMES (BigInt64 per slot, Atomics) ---------------------------------
+export const T_CREATED = 0;
+export const T_LAST_SEEN = 1;
+/** When the in-flight count last went from 0 to 1. */
+export const T_BUSY_SINCE = 2;
+export const SLOT_I64 = 4;
+
+// ---- SLOT WORDS (Int32 per slot) ---------------------------------------------
+/** State word: gen tag, state and in-flight count (see the diagram). */
+export const S_STATE = 0;
+/** Full 32-bit generation (read as unsigned). */
+export const S_GEN = 1;
+/** Four words of CSPRNG output: the id's secret part. */
+export const S_RAND = 2;
+/** threadId of the thread that owns the transport (0: the main thread). */
+export const S_OWNER = 6;
+/** Reserved for a 64-bit hash of the client key / principal (session binding). */
+export const S_CLIENT_HASH = 7;
+/** Previous slot in creation order (broker only), or -1. */
+export const S_PREV = 9;
+/** Next slot in creation order, or next free slot (broker only), or -1. */
+export const S_NEXT = 10;
+/** Close reason index while closing (broker only), or -1. */
+export const S_REASON = 11;
+export const SLOT_I32 = 12;
+
+// ---- STATE word bits ---------------------------------------------------------
+export const INFLIGHT_MASK = 0x000f_ffff;
+export const STATE_SHIFT = 20;
+export const STATE_MASK = 0x7 << STATE_SHIFT;
+export const TAG_SHIFT = 23;
+export const TAG_MASK = 0xff << TAG_SHIFT;
+export const ST_FREE = 0;
+export const ST_LIVE = 1;
+export const ST_CLOSING = 2;
+
+// ---- LANES (Int32 per lane) ----------------------------------------------------
+/** threadId + 1 of the thread holding the lane, or 0 when free. */
+export const L_THREAD = 0;
+/** SDK transports alive in that thread. */
+export const L_TRANSPORTS = 1;
+export const LANE_I32 = 2;
+
+/** Byte offsets and sizes of every region for one table shape. */
+export interface Layout {
+  readonly capacity: number;
+  readonly lanes: number;
+  readonly rateMax: number;
+  readonly configOffset: number;
+  readonly headerI64Offset: number;
+  readonly headerI32Offset: number;
+  readonly slotTimesOffset: number;
+  readonly slotWordsOffset: number;
+  readonly lanesOffset: number;
+  readonly rateOffset: number;
+  readonly byteLength: number;
+}
+
+/** Computes the regions for a table; every region is 8-byte aligned. */
+export function computeLayout(capacity: number, lanes: number, rateMax: number): Layout {
+  const configOffset = 0;
+  const headerI64Offset = configOffset + CONFIG_F64 * 8;
+  const headerI32Offset = headerI64Offset + HEADER_I64 * 8;
+  const slotTimesOffset = headerI32Offset + HEADER_I32 * 4;
+  const slotWordsOffset = slotTimesOffset + capacity * SLOT_I64 * 8;
+  const lanesOffset = slotWordsOffset + align8(capacity * SLOT_I32 * 4);
+  const rateOffset = lanesOffset + align8(lanes * LANE_I32 * 4);
+  const byteLength = rateOffset + rateMax * 8;
+  return {
+    capacity,
+    lanes,
+    rateMax,
+    configOffset,
+    headerI64Offset,
+    headerI32Offset,
+    slotTimesOffset,
+    slotWordsOffset,
+    lanesOffset,
+    rateOffset,
+    byteLength,
+  };
+}
+
+function align8(n: number): number {
+  return Math.ceil(n / 8) * 8;
+}
+
+/** Packs a state word. */
+export function stateWord(gen: number, state: number, inflight: number): number {
+  return ((gen & 0xff) << TAG_SHIFT) | (state << STATE_SHIFT) | inflight | 0;
+}
+export function wordTag(word: number): number {
+  return (word & TAG_MASK) >>> TAG_SHIFT;
+}
+export function wordState(word: number): number {
+  return (word & STATE_MASK) >>> STATE_SHIFT;
+}
+export function wordInflight(word: number): number {
+  return word & INFLIGHT_MASK;
+}

@@ -1,0 +1,87 @@
+/**
+ * Messages between threads, as typed unions per direction.
+ *
+ *   main --HandlerTask--> handler thread   (piscina task; result: TaskResult)
+ *   handler --StreamMessage--> main        (the response body, over a MessagePort)
+ *   main --StreamControl--> handler        (credit for backpressure, cancel)
+ *   handler --HelloMessage--> main         (once per thread, on parentPort)
+ *   broker --OwnerControl--> handler       (comlink: close a session's transport)
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { HttpAnswer } from './jsonrpc.js';
+import type { CloseReason, Refused, SessionRef } from './types.js';
+
+/** An HTTP request as plain data: what crosses from the listener to a handler thread. */
+export interface WireRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: ReadonlyArray<readonly [string, string]>;
+  /** The parsed JSON body of a POST (the listener has already parsed and checked it). */
+  readonly body?: unknown;
+  /** The authenticated principal's info, when an auth layer supplied one. */
+  readonly authInfo?: unknown;
+}
+
+/** Create a session for a preflighted `initialize` and answer it. */
+export interface InitializeTask {
+  readonly kind: 'initialize';
+  readonly clientKey: string;
+  readonly request: WireRequest;
+  readonly port: MessagePort;
+}
+
+/** Hand a request to the session's owner. */
+export interface SessionTask {
+  readonly kind: 'session';
+  readonly sessionId: string;
+  readonly ref: SessionRef;
+  readonly request: WireRequest;
+  readonly port: MessagePort;
+}
+
+export type HandlerTask = InitializeTask | SessionTask;
+
+/** How a handler answers a task; the body, if any, follows on the task's port. */
+export type TaskResult =
+  | {
+      readonly kind: 'head';
+      readonly status: number;
+      readonly headers: ReadonlyArray<readonly [string, string]>;
+      /** Present when the task created a session. */
+      readonly created?: SessionRef & { readonly id: string };
+      /** False when the response has no body (nothing will follow on the port). */
+      readonly hasBody: boolean;
+    }
+  | { readonly kind: 'refused'; readonly refused: Refused }
+  | { readonly kind: 'answer'; readonly answer: HttpAnswer };
+
+/** Handler -> main, on a task's port. */
+export type StreamMessage =
+  | { readonly type: 'chunk'; readonly data: Uint8Array }
+  | { readonly type: 'end' }
+  | { readonly type: 'abort'; readonly reason: string };
+
+/** Main -> handler, on a task's port. */
+export type StreamControl = { readonly type: 'credit'; readonly bytes: number } | { readonly type: 'cancel' };
+
+export const HELLO = 'mcp-session-broker:hello';
+
+/** Handler -> main on parentPort, once: the ports that connect the thread to the broker. */
+export interface HelloMessage {
+  readonly type: typeof HELLO;
+  readonly threadId: number;
+  /** The handler calls the broker's API through this port (comlink). */
+  readonly brokerPort: MessagePort;
+  /** The broker calls the handler's OwnerControl through this port (comlink). */
+  readonly controlPort: MessagePort;
+}
+
+export function isHelloMessage(value: unknown): value is HelloMessage {
+  return typeof value === 'object' && value !== null && (value as { type?: unknown }).type === HELLO;
+}
+
+/** What a session owner exposes to the broker. */
+export interface OwnerControl {
+  /** Closes the session's transport; resolves once it is closed (or was already gone). */
+  close(ref: SessionRef, reason: CloseReason): Promise<void>;
+}

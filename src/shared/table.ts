@@ -1,0 +1,348 @@
+/**
+ * The shared session table: typed views over the SharedArrayBuffer described in
+ * `layout.ts`, and the lock-free operations any thread may run on it (validate an
+ * id, enter and leave a session, touch its last-seen time, report transports).
+ * Admission state is written only by the broker's store, through `views`.
+ */
+import {
+  B_MANUAL_NOW,
+  C_BUSY_MS,
+  C_EPOCH,
+  C_IDLE_MS,
+  C_LIFETIME_MS,
+  C_MANUAL_CLOCK,
+  CONFIG_F64,
+  computeLayout,
+  H_CAPACITY,
+  H_FIFO_HEAD,
+  H_FIFO_TAIL,
+  H_FREE_HEAD,
+  H_LANES,
+  H_MAGIC,
+  H_RATE_MAX,
+  H_VERSION,
+  HEADER_I32,
+  HEADER_I64,
+  INFLIGHT_MASK,
+  L_THREAD,
+  L_TRANSPORTS,
+  LANE_I32,
+  LAYOUT_MAGIC,
+  LAYOUT_VERSION,
+  type Layout,
+  S_GEN,
+  S_NEXT,
+  S_OWNER,
+  S_PREV,
+  S_RAND,
+  S_REASON,
+  S_STATE,
+  SLOT_I32,
+  SLOT_I64,
+  ST_LIVE,
+  STATE_MASK,
+  stateWord,
+  T_BUSY_SINCE,
+  T_CREATED,
+  T_LAST_SEEN,
+  wordInflight,
+  wordState,
+  wordTag,
+} from './layout.js';
+import { parseSessionId } from './session-id.js';
+import type { SessionRef } from './types.js';
+
+/** The shape and timing a table is created with. */
+export interface TableInit {
+  /** Number of slots: the session cap. */
+  readonly capacity: number;
+  /** Number of handler-thread lanes for transport counts. */
+  readonly lanes: number;
+  /** rate.max, or 0 for no rate ring. */
+  readonly rateMax: number;
+  readonly idleTimeoutMs: number;
+  readonly maxLifetimeMs: number;
+  readonly busyTimeoutMs: number;
+  /** Use the manual clock stored in the buffer (tests) instead of the real one. */
+  readonly manualClock: boolean;
+}
+
+/** Typed views over each region; the broker's store writes through these. */
+export interface TableViews {
+  readonly config: Float64Array;
+  readonly header64: BigInt64Array;
+  readonly header: Int32Array;
+  readonly times: BigInt64Array;
+  readonly words: Int32Array;
+  readonly lanes: Int32Array;
+  readonly rate: Float64Array;
+}
+
+/** Why a lookup found no usable session. */
+export type LookupMiss = 'malformed' | 'unknown' | 'idle' | 'lifetime';
+
+export type LookupResult =
+  | { readonly ok: true; readonly ref: SessionRef }
+  | { readonly ok: false; readonly miss: LookupMiss };
+
+/** The real clock: ms on a timeline shared by all threads of the process. */
+export function wallNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export class SessionTable {
+  readonly buffer: SharedArrayBuffer;
+  readonly layout: Layout;
+  readonly views: TableViews;
+  readonly capacity: number;
+  readonly idleTimeoutMs: number;
+  readonly maxLifetimeMs: number;
+  readonly busyTimeoutMs: number;
+  readonly #epoch: number;
+  readonly #manual: boolean;
+  readonly #now: (() => number) | undefined;
+
+  /** Allocates and initialises a table. Only the broker calls this. */
+  static create(init: TableInit): SessionTable {
+    const layout = computeLayout(init.capacity, init.lanes, init.rateMax);
+    const buffer = new SharedArrayBuffer(layout.byteLength);
+    const config = new Float64Array(buffer, layout.configOffset, CONFIG_F64);
+    config[C_EPOCH] = Math.floor(wallNow());
+    config[C_IDLE_MS] = init.idleTimeoutMs;
+    config[C_LIFETIME_MS] = init.maxLifetimeMs;
+    config[C_BUSY_MS] = init.busyTimeoutMs;
+    config[C_MANUAL_CLOCK] = init.manualClock ? 1 : 0;
+    const header = new Int32Array(buffer, layout.headerI32Offset, HEADER_I32);
+    header[H_MAGIC] = LAYOUT_MAGIC;
+    header[H_VERSION] = LAYOUT_VERSION;
+    header[H_CAPACITY] = init.capacity;
+    header[H_LANES] = init.lanes;
+    header[H_RATE_MAX] = init.rateMax;
+    header[H_FIFO_HEAD] = -1;
+    header[H_FIFO_TAIL] = -1;
+    const words = new Int32Array(buffer, layout.slotWordsOffset, init.capacity * SLOT_I32);
+    // Every slot starts free with generation 1, chained into the free list in index order.
+    for (let slot = 0; slot < init.capacity; slot++) {
+      const base = slot * SLOT_I32;
+      words[base + S_GEN] = 1;
+      words[base + S_STATE] = stateWord(1, 0, 0);
+      words[base + S_PREV] = -1;
+      words[base + S_NEXT] = slot + 1 < init.capacity ? slot + 1 : -1;
+      words[base + S_REASON] = -1;
+    }
+    header[H_FREE_HEAD] = init.capacity > 0 ? 0 : -1;
+    return new SessionTable(buffer);
+  }
+
+  /**
+   * Attaches to a table created elsewhere (another thread).
+   * @param now optional clock override for this thread (ms since the table's epoch), for in-process tests.
+   */
+  constructor(buffer: SharedArrayBuffer, now?: () => number) {
+    const probe = new Int32Array(buffer, CONFIG_F64 * 8 + HEADER_I64 * 8, HEADER_I32);
+    if (probe[H_MAGIC] !== LAYOUT_MAGIC || probe[H_VERSION] !== LAYOUT_VERSION) {
+      throw new TypeError('buffer is not a session table of this version');
+    }
+    const layout = computeLayout(probe[H_CAPACITY] ?? 0, probe[H_LANES] ?? 0, probe[H_RATE_MAX] ?? 0);
+    this.buffer = buffer;
+    this.layout = layout;
+    this.capacity = layout.capacity;
+    this.views = {
+      config: new Float64Array(buffer, layout.configOffset, CONFIG_F64),
+      header64: new BigInt64Array(buffer, layout.headerI64Offset, HEADER_I64),
+      header: probe,
+      times: new BigInt64Array(buffer, layout.slotTimesOffset, layout.capacity * SLOT_I64),
+      words: new Int32Array(buffer, layout.slotWordsOffset, layout.capacity * SLOT_I32),
+      lanes: new Int32Array(buffer, layout.lanesOffset, layout.lanes * LANE_I32),
+      rate: new Float64Array(buffer, layout.rateOffset, layout.rateMax),
+    };
+    const config = this.views.config;
+    this.#epoch = config[C_EPOCH] ?? 0;
+    this.idleTimeoutMs = config[C_IDLE_MS] ?? 0;
+    this.maxLifetimeMs = config[C_LIFETIME_MS] ?? 0;
+    this.busyTimeoutMs = config[C_BUSY_MS] ?? 0;
+    this.#manual = config[C_MANUAL_CLOCK] === 1;
+    this.#now = now;
+  }
+
+  /** Current time in ms since the table's epoch (integer). */
+  now(): number {
+    if (this.#now) return this.#now();
+    if (this.#manual) return Number(Atomics.load(this.views.header64, B_MANUAL_NOW));
+    return Math.floor(wallNow() - this.#epoch);
+  }
+
+  /** Whether the table runs on the manual clock. */
+  get manualClock(): boolean {
+    return this.#manual;
+  }
+
+  /** Sets the manual clock (ms since the epoch). Every thread sees it at once. */
+  setManualNow(ms: number): void {
+    if (!this.#manual) throw new TypeError('the table was not created with a manual clock');
+    Atomics.store(this.views.header64, B_MANUAL_NOW, BigInt(Math.floor(ms)));
+  }
+
+  /**
+   * Validates a session id and returns its slot reference, or why not. O(1): no
+   * hash table, one atomic load of the state word, a constant-time compare of
+   * the random words, and the expiry deadlines.
+   */
+  lookup(id: string): LookupResult {
+    const parsed = parseSessionId(id);
+    if (!parsed) return { ok: false, miss: 'malformed' };
+    const { slot, gen, rand } = parsed;
+    if (slot >= this.capacity) return { ok: false, miss: 'unknown' };
+    const words = this.views.words;
+    const base = slot * SLOT_I32;
+    const word = Atomics.load(words, base + S_STATE);
+    if (wordState(word) !== ST_LIVE || wordTag(word) !== (gen & 0xff)) return { ok: false, miss: 'unknown' };
+    // Accumulate differences without branching on secret material.
+    let diff = (Atomics.load(words, base + S_GEN) >>> 0) ^ gen;
+    diff |= Atomics.load(words, base + S_RAND) ^ rand[0];
+    diff |= Atomics.load(words, base + S_RAND + 1) ^ rand[1];
+    diff |= Atomics.load(words, base + S_RAND + 2) ^ rand[2];
+    diff |= Atomics.load(words, base + S_RAND + 3) ^ rand[3];
+    if (diff !== 0) return { ok: false, miss: 'unknown' };
+    // The state word is checked again by the compare-and-swap in enter(); a
+    // slot recycled between these loads changes its tag and fails there.
+    if (Atomics.load(words, base + S_STATE) !== word) return { ok: false, miss: 'unknown' };
+    const expired = this.expiry(slot, word, this.now());
+    if (expired) return { ok: false, miss: expired };
+    return { ok: true, ref: { slot, gen } };
+  }
+
+  /**
+   * Which deadline, if any, the live slot has passed: `lifetime` (always), or
+   * `idle` when no request protects it (none in flight, or the oldest has been
+   * in flight longer than the busy timeout).
+   */
+  expiry(slot: number, word: number, now: number): 'idle' | 'lifetime' | undefined {
+    const times = this.views.times;
+    const tbase = slot * SLOT_I64;
+    if (this.maxLifetimeMs > 0 && now - Number(Atomics.load(times, tbase + T_CREATED)) >= this.maxLifetimeMs) {
+      return 'lifetime';
+    }
+    if (this.idleTimeoutMs > 0 && !this.isProtected(slot, word, now)) {
+      if (now - Number(Atomics.load(times, tbase + T_LAST_SEEN)) >= this.idleTimeoutMs) return 'idle';
+    }
+    return undefined;
+  }
+
+  /** A slot is protected (busy) while a request is in flight, for at most the busy timeout. */
+  isProtected(slot: number, word: number, now: number): boolean {
+    if (wordInflight(word) === 0) return false;
+    const since = Number(Atomics.load(this.views.times, slot * SLOT_I64 + T_BUSY_SINCE));
+    return now - since < this.busyTimeoutMs;
+  }
+
+  /**
+   * Enters a request into a live session: increments its in-flight count by
+   * compare-and-swap, only while the slot is live and of this generation.
+   * Returns false when the session is gone (answer 404).
+   */
+  enter(ref: SessionRef): boolean {
+    const words = this.views.words;
+    const index = ref.slot * SLOT_I32 + S_STATE;
+    const tag = ref.gen & 0xff;
+    for (;;) {
+      const word = Atomics.load(words, index);
+      if (wordState(word) !== ST_LIVE || wordTag(word) !== tag) return false;
+      const inflight = wordInflight(word);
+      if (inflight === INFLIGHT_MASK) return false;
+      if (Atomics.compareExchange(words, index, word, word + 1) === word) {
+        const now = this.now();
+        const tbase = ref.slot * SLOT_I64;
+        if (inflight === 0) Atomics.store(this.views.times, tbase + T_BUSY_SINCE, BigInt(now));
+        Atomics.store(this.views.times, tbase + T_LAST_SEEN, BigInt(now));
+        return true;
+      }
+    }
+  }
+
+  /**
+   * Leaves a session: decrements the in-flight count of this generation (a
+   * recycled slot is left alone, whatever its state) and touches last-seen.
+   */
+  leave(ref: SessionRef): void {
+    const words = this.views.words;
+    const index = ref.slot * SLOT_I32 + S_STATE;
+    const tag = ref.gen & 0xff;
+    for (;;) {
+      const word = Atomics.load(words, index);
+      if (wordTag(word) !== tag || wordInflight(word) === 0 || (word & STATE_MASK) === 0) return;
+      if (Atomics.compareExchange(words, index, word, word - 1) === word) break;
+    }
+    this.touch(ref);
+  }
+
+  /** Records activity (a GET stream opening, a request ending) on the session's last-seen time. */
+  touch(ref: SessionRef): void {
+    const word = Atomics.load(this.views.words, ref.slot * SLOT_I32 + S_STATE);
+    if (wordTag(word) !== (ref.gen & 0xff) || wordState(word) !== ST_LIVE) return;
+    Atomics.store(this.views.times, ref.slot * SLOT_I64 + T_LAST_SEEN, BigInt(this.now()));
+  }
+
+  /** The thread owning the session's transport. */
+  owner(ref: SessionRef): number {
+    return Atomics.load(this.views.words, ref.slot * SLOT_I32 + S_OWNER);
+  }
+
+  /** Claims a free lane for a thread's transport count; returns its index, or -1 when none is free. */
+  claimLane(threadId: number): number {
+    const lanes = this.views.lanes;
+    for (let lane = 0; lane < this.layout.lanes; lane++) {
+      if (Atomics.compareExchange(lanes, lane * LANE_I32 + L_THREAD, 0, threadId + 1) === 0) {
+        Atomics.store(lanes, lane * LANE_I32 + L_TRANSPORTS, 0);
+        return lane;
+      }
+    }
+    return -1;
+  }
+
+  /** Adds to a lane's transport count (the owning thread only). */
+  addTransports(lane: number, delta: number): void {
+    if (lane >= 0) Atomics.add(this.views.lanes, lane * LANE_I32 + L_TRANSPORTS, delta);
+  }
+
+  /** Frees the lane of a thread that is gone (the broker only). */
+  releaseLane(threadId: number): void {
+    const lanes = this.views.lanes;
+    for (let lane = 0; lane < this.layout.lanes; lane++) {
+      if (Atomics.load(lanes, lane * LANE_I32 + L_THREAD) === threadId + 1) {
+        Atomics.store(lanes, lane * LANE_I32 + L_TRANSPORTS, 0);
+        Atomics.store(lanes, lane * LANE_I32 + L_THREAD, 0);
+      }
+    }
+  }
+
+  /** Transport counts per thread, keyed by threadId, as the threads report them. */
+  transportsByThread(): Record<string, number> {
+    const lanes = this.views.lanes;
+    const out: Record<string, number> = {};
+    for (let lane = 0; lane < this.layout.lanes; lane++) {
+      const holder = Atomics.load(lanes, lane * LANE_I32 + L_THREAD);
+      if (holder !== 0) out[String(holder - 1)] = Atomics.load(lanes, lane * LANE_I32 + L_TRANSPORTS);
+    }
+    return out;
+  }
+
+  /** Transports alive for one thread (0 when it holds no lane). */
+  transportsOf(threadId: number): number {
+    const lanes = this.views.lanes;
+    for (let lane = 0; lane < this.layout.lanes; lane++) {
+      if (Atomics.load(lanes, lane * LANE_I32 + L_THREAD) === threadId + 1) {
+        return Atomics.load(lanes, lane * LANE_I32 + L_TRANSPORTS);
+      }
+    }
+    return 0;
+  }
+
+  /** Sum of all lanes' transport counts: SDK transports alive across threads right now. */
+  transports(): number {
+    const lanes = this.views.lanes;
+    let sum = 0;
+    for (let lane = 0; lane < this.layout.lanes; lane++) sum += Atomics.load(lanes, lane * LANE_I32 + L_TRANSPORTS);
+    return sum;
+  }
+}

@@ -1,0 +1,92 @@
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+import { type Served, type ServeOptions, type SessionClosedEvent, serve } from '../dist/main/index.js';
+
+export const FIXTURE = new URL('./fixtures/server.js', import.meta.url);
+
+/** Starts a server on a free port with the test fixture module, quiet. */
+export async function start(options: Partial<ServeOptions> & { maxSessions: number }): Promise<Served> {
+  return serve({ port: 0, log: false, module: FIXTURE, threads: 2, ...options });
+}
+
+export interface Connected {
+  readonly client: Client;
+  readonly transport: StreamableHTTPClientTransport;
+  readonly sessionId: string;
+}
+
+/** Connects the SDK's own client (initialize + initialized). */
+export async function connect(url: string): Promise<Connected> {
+  const client = new Client({ name: 'test-client', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(url));
+  await client.connect(transport);
+  const sessionId = transport.sessionId;
+  if (!sessionId) throw new Error('no session id after connect');
+  return { client, transport, sessionId };
+}
+
+export const ACCEPT = 'application/json, text/event-stream';
+
+export function initializeBody(id: number | string = 1) {
+  return {
+    jsonrpc: '2.0',
+    id,
+    method: 'initialize',
+    params: { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+  };
+}
+
+/** POSTs JSON with the right headers unless overridden; returns the raw fetch Response. */
+export function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: ACCEPT, ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+/** A raw initialize; returns the response with its body read, and the session id if one was created. */
+export async function rawInitialize(url: string, headers: Record<string, string> = {}) {
+  const res = await post(url, initializeBody(), headers);
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, text, sessionId: res.headers.get('mcp-session-id') ?? undefined };
+}
+
+/** Sends `notifications/initialized` and a tools/call through raw HTTP; returns status and body text. */
+export async function rawCall(url: string, sessionId: string, name: string, args: Record<string, unknown> = {}) {
+  const res = await post(
+    url,
+    { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name, arguments: args } },
+    { 'mcp-session-id': sessionId, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION },
+  );
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+
+/** Whether a session still answers (a ping through raw HTTP returns 200). */
+export async function alive(url: string, sessionId: string): Promise<boolean> {
+  const res = await post(
+    url,
+    { jsonrpc: '2.0', id: 'ping', method: 'ping' },
+    { 'mcp-session-id': sessionId, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION },
+  );
+  await res.text();
+  if (res.status !== 200 && res.status !== 404) throw new Error(`unexpected status ${res.status}`);
+  return res.status === 200;
+}
+
+/** Collects closed events. */
+export function recordClosed(served: Served): SessionClosedEvent[] {
+  const events: SessionClosedEvent[] = [];
+  served.broker.on('closed', (e) => events.push(e));
+  return events;
+}
+
+/** Waits until `predicate` holds, checking on each event-loop turn for up to `ms`. */
+export async function until(predicate: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
