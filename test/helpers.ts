@@ -16,11 +16,26 @@ export interface Connected {
   readonly sessionId: string;
 }
 
-/** Connects the SDK's own client (initialize + initialized). */
+/**
+ * Connects the SDK's own client (initialize + initialized) and waits until the
+ * standalone GET stream it opens in the background is established, so tests on
+ * the manual clock know when that request touched the session.
+ */
 export async function connect(url: string): Promise<Connected> {
   const client = new Client({ name: 'test-client', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(url));
+  let streamOpened!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    streamOpened = resolve;
+  });
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    fetch: async (input, init) => {
+      const response = await fetch(input, init);
+      if ((init?.method ?? 'GET') === 'GET') streamOpened();
+      return response;
+    },
+  });
   await client.connect(transport);
+  await Promise.race([opened, new Promise((_, reject) => setTimeout(() => reject(new Error('no GET stream')), 5000))]);
   const sessionId = transport.sessionId;
   if (!sessionId) throw new Error('no session id after connect');
   return { client, transport, sessionId };
@@ -53,11 +68,13 @@ export async function rawInitialize(url: string, headers: Record<string, string>
   return { status: res.status, headers: res.headers, text, sessionId: res.headers.get('mcp-session-id') ?? undefined };
 }
 
-/** Sends `notifications/initialized` and a tools/call through raw HTTP; returns status and body text. */
+/** A tools/call through raw HTTP (unique request ids); returns status, body text and headers. */
+let nextId = 100;
+
 export async function rawCall(url: string, sessionId: string, name: string, args: Record<string, unknown> = {}) {
   const res = await post(
     url,
-    { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name, arguments: args } },
+    { jsonrpc: '2.0', id: nextId++, method: 'tools/call', params: { name, arguments: args } },
     { 'mcp-session-id': sessionId, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION },
   );
   return { status: res.status, text: await res.text(), headers: res.headers };

@@ -285,7 +285,13 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       const created = h.events.filter((e) => e.type === 'created');
       expect(created.map((e) => e.clientKey)).toEqual(['alice', 'bob']);
       const closed = h.events.find((e) => e.type === 'closed');
-      expect(closed).toMatchObject({ type: 'closed', id: a.id, clientKey: 'alice', reason: 'evicted', durationMs: 250 });
+      expect(closed).toMatchObject({
+        type: 'closed',
+        id: a.id,
+        clientKey: 'alice',
+        reason: 'evicted',
+        durationMs: 250,
+      });
       await h.dispose();
     });
 

@@ -283,6 +283,12 @@ export class SessionTable {
     Atomics.store(this.views.times, ref.slot * SLOT_I64 + T_LAST_SEEN, BigInt(this.now()));
   }
 
+  /** Requests in flight in the session (0 once the slot was recycled). */
+  inflight(ref: SessionRef): number {
+    const word = Atomics.load(this.views.words, ref.slot * SLOT_I32 + S_STATE);
+    return wordTag(word) === (ref.gen & 0xff) ? wordInflight(word) : 0;
+  }
+
   /** The thread owning the session's transport. */
   owner(ref: SessionRef): number {
     return Atomics.load(this.views.words, ref.slot * SLOT_I32 + S_OWNER);
