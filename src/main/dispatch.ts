@@ -108,10 +108,15 @@ export class PoolDispatcher implements Dispatcher {
         if (readyCount === options.threads) resolveReady();
       }, rejectReady);
     });
-    this.#pool.on('workerDestroy', (worker: { id: number }) => {
-      this.#live.delete(worker.id);
-      this.#pending.delete(worker.id);
-      if (!this.#closing) this.#opts.onThreadGone(worker.id);
+    this.#pool.on('workerDestroy', () => {
+      // A destroyed worker's threadId already reads -1: find who is gone by difference.
+      const running = new Set(this.#pool.threads.map((t) => t.threadId).filter((id) => id >= 0));
+      for (const id of [...this.#live]) {
+        if (running.has(id)) continue;
+        this.#live.delete(id);
+        this.#pending.delete(id);
+        if (!this.#closing) this.#opts.onThreadGone(id);
+      }
     });
     this.#pool.on('error', (error: unknown) => {
       if (!this.#closing) console.error('[mcp-session-broker] handler pool error:', error);

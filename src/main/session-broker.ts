@@ -5,7 +5,7 @@
  * (unknown session, missing id, bad headers, bad JSON, too large) is answered
  * here; the rest goes to the session's owner thread.
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type BrokerHandle, startBroker, startInProcessBroker } from '../broker/index.js';
 import { Answers, type HttpAnswer, refusalAnswer } from '../shared/jsonrpc.js';
@@ -28,6 +28,9 @@ import {
 } from './options.js';
 import { checkGetHeaders, checkPostBody, checkPostHeaders, checkPostMessage } from './preflight.js';
 import { pipePortToResponse } from './stream.js';
+
+/** How long shutdown waits at least for ended streams to flush before destroying what is left. */
+const SHUTDOWN_FLUSH_MS = 1_000;
 
 export interface SessionBrokerEvents {
   created: [SessionCreatedEvent];
@@ -317,6 +320,11 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       });
     }
     await this.#broker.api.shutdown(Math.max(100, deadline - Date.now())).catch(() => undefined);
+    // Closed transports end their streams (GET included); let those ends reach the clients.
+    await Promise.race([
+      Promise.all([...this.#active].map((res) => (res.closed ? undefined : once(res, 'close')))),
+      new Promise((resolve) => setTimeout(resolve, Math.max(SHUTDOWN_FLUSH_MS, deadline - Date.now()))),
+    ]);
     for (const res of this.#active) res.destroy();
     await this.#dispatcher.close();
     await this.#broker.terminate();

@@ -1,0 +1,57 @@
+/**
+ * A handler thread that dies has its sessions closed with reason `error` and
+ * their capacity freed; the pool replaces the thread.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Served } from '../dist/main/index.js';
+import { alive, connect, rawCall, rawInitialize, recordClosed, start, until } from './helpers.js';
+
+let served: Served | undefined;
+afterEach(async () => {
+  await served?.close();
+  served = undefined;
+});
+
+async function threadOf(url: string, sessionId: string): Promise<number> {
+  const { text } = await rawCall(url, sessionId, 'whoami');
+  const match = /"threadId\\":(\d+)/.exec(text);
+  if (!match) throw new Error(`no thread id in ${text}`);
+  return Number(match[1]);
+}
+
+describe('a handler thread crash', () => {
+  it('closes its sessions with reason error, frees their capacity, and the pool replaces the thread', async () => {
+    served = await start({ maxSessions: 6, threads: 2, evict: 'none' });
+    const s = served;
+    const closed = recordClosed(s);
+    const sessions = await Promise.all(Array.from({ length: 6 }, () => connect(s.url)));
+    const owners = await Promise.all(sessions.map((x) => threadOf(s.url, x.sessionId)));
+    const victimThread = owners[0] as number;
+    const doomed = sessions.filter((_, i) => owners[i] === victimThread).map((x) => x.sessionId);
+    const survivors = sessions.filter((_, i) => owners[i] !== victimThread).map((x) => x.sessionId);
+    expect(doomed.length).toBeGreaterThan(0);
+    expect(survivors.length).toBeGreaterThan(0);
+    // Full, eviction off: nothing more fits.
+    expect((await rawInitialize(s.url)).status).toBe(503);
+
+    await rawCall(s.url, doomed[0] as string, 'crash');
+    await until(
+      () => doomed.every((id) => closed.some((e) => e.id === id)),
+      10_000,
+      'the crashed thread sessions to close',
+    );
+    expect(closed.filter((e) => doomed.includes(e.id)).every((e) => e.reason === 'error')).toBe(true);
+    for (const id of doomed) expect(await alive(s.url, id)).toBe(false);
+    for (const id of survivors) expect(await alive(s.url, id)).toBe(true);
+
+    const stats = await s.broker.stats();
+    expect(stats.occupied).toBe(survivors.length);
+    expect(stats.transports).toBe(survivors.length);
+    // The freed capacity is usable, and the pool is back to two threads.
+    await until(() => s.broker.threadIds.length === 2, 10_000, 'the replacement thread');
+    expect(s.broker.threadIds).not.toContain(victimThread);
+    const fresh = await Promise.all(doomed.map(() => connect(s.url)));
+    expect(fresh).toHaveLength(doomed.length);
+    expect((await rawInitialize(s.url)).status).toBe(503);
+  });
+});
