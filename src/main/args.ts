@@ -100,3 +100,27 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' | 'version
   if (values.quiet) options.log = false;
   return options;
 }
+
+const FLAG_OF_OPTION: Record<string, string> = {
+  maxSessions: '--max-sessions',
+  evict: '--evict',
+  'rate.max': '--rate',
+  'rate.windowMs': '--rate',
+  idleTimeoutMs: '--idle-timeout',
+  maxLifetimeMs: '--max-lifetime',
+  busyTimeoutMs: '--busy-timeout',
+  threads: '--threads',
+  maxBodyBytes: '--max-body',
+  shutdownTimeoutMs: '--shutdown-timeout',
+  metricsPort: '--metrics-port',
+  port: '--port',
+  host: '--host',
+  path: '--path',
+  cors: '--cors',
+  module: '[module]',
+};
+
+/** Rewrites an option validation message (`options.maxSessions ...`) in terms of the flag (`--max-sessions ...`). */
+export function flagMessage(message: string): string {
+  return message.replace(/options\.([\w.]+)/, (whole, name: string) => FLAG_OF_OPTION[name] ?? whole);
+}

@@ -3,7 +3,8 @@
  * The command line: `mcp-session-broker serve [module] [flags]`.
  */
 import { readFileSync } from 'node:fs';
-import { parseServeArgs, USAGE } from './args.js';
+import { flagMessage, parseServeArgs, USAGE } from './args.js';
+import { resolveServeOptions, resolveSessionBrokerOptions } from './options.js';
 import { serve } from './serve.js';
 
 function version(): string {
@@ -15,8 +16,13 @@ async function main(argv: string[]): Promise<void> {
   let parsed: ReturnType<typeof parseServeArgs>;
   try {
     parsed = parseServeArgs(argv);
+    if (typeof parsed === 'object') {
+      // Validate everything before starting anything, so a bad flag never leaves threads behind.
+      resolveSessionBrokerOptions(parsed);
+      resolveServeOptions(parsed);
+    }
   } catch (error) {
-    const message = error instanceof Error ? error.message.replace(/^options\./, '') : String(error);
+    const message = flagMessage(error instanceof Error ? error.message : String(error));
     process.stderr.write(`mcp-session-broker: ${message}\nTry 'mcp-session-broker --help'.\n`);
     process.exit(2);
   }

@@ -1,0 +1,139 @@
+/**
+ * The command line: serves the built-in example to the SDK's client through
+ * the threads, prints its URL, refuses bad flags with one line, and shuts down
+ * on SIGTERM.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parseServeArgs } from '../dist/main/args.js';
+import { connect } from './helpers.js';
+
+const CLI = fileURLToPath(new URL('../dist/main/cli.js', import.meta.url));
+
+function run(args: string[]): ChildProcess {
+  return spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+async function firstLine(child: ChildProcess): Promise<string> {
+  let buffer = '';
+  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+    buffer += chunk.toString();
+    const newline = buffer.indexOf('\n');
+    if (newline >= 0) return buffer.slice(0, newline);
+  }
+  throw new Error(`no output; exit ${child.exitCode}`);
+}
+
+async function outcome(args: string[]) {
+  const child = run(args);
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const [code] = (await once(child, 'exit')) as [number];
+  return { code, stderr };
+}
+
+describe('mcp-session-broker serve', () => {
+  it('serves the built-in example server through two threads and stops on SIGTERM', async () => {
+    const child = run(['serve', '--port', '0', '--threads', '2', '--max-sessions', '10', '--quiet']);
+    try {
+      const url = await firstLine(child);
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
+      const { client } = await connect(url);
+      const tools = await client.listTools();
+      expect(tools.tools.map((t) => t.name).sort()).toEqual(['add', 'echo', 'sha']);
+      expect(await client.callTool({ name: 'add', arguments: { a: 2, b: 40 } })).toMatchObject({
+        content: [{ type: 'text', text: '42' }],
+      });
+      const sha = await client.callTool({ name: 'sha', arguments: {} });
+      expect(JSON.stringify(sha.content)).toMatch(/[0-9a-f]{64} thread=\d+/);
+      const metrics = await (await fetch(url.replace(/\/mcp$/, '/metrics'))).text();
+      expect(metrics).toMatch(/^mcp_sessions_created_total 1$/m);
+      child.kill('SIGTERM');
+      const [code] = (await once(child, 'exit')) as [number];
+      expect(code).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it.each([
+    [['serve', '--max-sessions', 'abc'], /--max-sessions must be a non-negative integer/],
+    [['serve', '--max-sessions', '0'], /--max-sessions must be a positive integer/],
+    [['serve', '--rate', 'fast'], /invalid rate "fast"/],
+    [['serve', '--idle-timeout', '5 minutes'], /invalid duration/],
+    [['serve', '--evict', 'random'], /--evict must be one of oldest, idlest, none/],
+    [['serve', '--busy-timeout', '0'], /--busy-timeout must be a positive/],
+    [['serve', '--frobnicate'], /Unknown option '--frobnicate'/],
+    [['launch'], /unknown command "launch"/],
+  ])('exits 2 with one line for %j', async (args, message) => {
+    const { code, stderr } = await outcome(args);
+    expect(code).toBe(2);
+    expect(stderr.split('\n')[0]).toMatch(message);
+  });
+
+  it('exits 1 with a clear message for a module without a default factory', async () => {
+    const bad = fileURLToPath(new URL('./fixtures/bad-module.js', import.meta.url));
+    const { code, stderr } = await outcome(['serve', bad, '--port', '0', '--threads', '1']);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/must default-export a function/);
+  });
+
+  it('parses every flag into serve() options', () => {
+    expect(
+      parseServeArgs([
+        'serve',
+        './server.js',
+        '--host',
+        '0.0.0.0',
+        '--port',
+        '8080',
+        '--path',
+        '/x',
+        '--threads',
+        '3',
+        '--max-sessions',
+        '500',
+        '--rate',
+        '20/1m',
+        '--idle-timeout',
+        '30m',
+        '--max-lifetime',
+        '4h',
+        '--busy-timeout',
+        '2s',
+        '--evict',
+        'idlest',
+        '--max-body',
+        '1m',
+        '--json-response',
+        '--shutdown-timeout',
+        '500ms',
+        '--metrics-port',
+        '9100',
+        '--cors',
+        '*',
+      ]),
+    ).toEqual({
+      module: './server.js',
+      host: '0.0.0.0',
+      port: 8080,
+      path: '/x',
+      threads: 3,
+      maxSessions: 500,
+      rate: { max: 20, windowMs: 60_000 },
+      idleTimeoutMs: 1_800_000,
+      maxLifetimeMs: 14_400_000,
+      busyTimeoutMs: 2_000,
+      evict: 'idlest',
+      maxBodyBytes: 1_048_576,
+      jsonResponse: true,
+      shutdownTimeoutMs: 500,
+      metricsPort: 9100,
+      cors: '*',
+    });
+  });
+});

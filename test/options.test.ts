@@ -1,0 +1,93 @@
+/**
+ * Options are validated eagerly: TypeError for wrong types, RangeError for bad
+ * ranges, messages naming the option.
+ */
+import { describe, expect, it } from 'vitest';
+import { resolveAdmissionOptions } from '../dist/broker/index.js';
+import { parseDuration, parseRate, SessionBroker, serve } from '../dist/main/index.js';
+import { resolveServeOptions, resolveSessionBrokerOptions } from '../dist/main/options.js';
+
+describe('option validation', () => {
+  it.each([
+    [{}, TypeError, 'options.maxSessions must be a positive integer'],
+    [{ maxSessions: '10' }, TypeError, 'options.maxSessions must be a positive integer'],
+    [{ maxSessions: 0 }, RangeError, 'options.maxSessions must be a positive integer'],
+    [{ maxSessions: 1.5 }, RangeError, 'options.maxSessions must be a positive integer'],
+    [{ maxSessions: 2_000_000 }, RangeError, 'options.maxSessions must be at most 1000000'],
+    [{ maxSessions: 5, evict: 'lru' }, RangeError, 'options.evict must be one of oldest, idlest, none'],
+    [{ maxSessions: 5, evict: 3 }, TypeError, 'options.evict must be one of oldest, idlest, none'],
+    [{ maxSessions: 5, rate: 10 }, TypeError, 'options.rate must be an object { max, windowMs }'],
+    [{ maxSessions: 5, rate: { max: 0, windowMs: 1000 } }, RangeError, 'options.rate.max must be a positive integer'],
+    [{ maxSessions: 5, rate: { max: 5 } }, TypeError, 'options.rate.windowMs must be a number of milliseconds'],
+    [{ maxSessions: 5, rate: { max: 5, windowMs: 0 } }, RangeError, 'options.rate.windowMs must be a positive'],
+    [{ maxSessions: 5, idleTimeoutMs: -1 }, RangeError, 'options.idleTimeoutMs must be a non-negative'],
+    [{ maxSessions: 5, idleTimeoutMs: '30m' }, TypeError, 'options.idleTimeoutMs must be a number of milliseconds'],
+    [
+      { maxSessions: 5, maxLifetimeMs: Number.POSITIVE_INFINITY },
+      RangeError,
+      'options.maxLifetimeMs must be a non-negative',
+    ],
+    [{ maxSessions: 5, busyTimeoutMs: 0 }, RangeError, 'options.busyTimeoutMs must be a positive'],
+    [{ maxSessions: 5, idleTimeoutMs: 2 ** 40 }, RangeError, 'options.idleTimeoutMs must be at most'],
+  ])('refuses admission options %j', (options, type, message) => {
+    expect(() => resolveAdmissionOptions(options as never)).toThrow(type);
+    expect(() => resolveAdmissionOptions(options as never)).toThrow(message);
+  });
+
+  it('fills in documented defaults', () => {
+    expect(resolveAdmissionOptions({ maxSessions: 7 })).toEqual({
+      maxSessions: 7,
+      evict: 'oldest',
+      rate: undefined,
+      idleTimeoutMs: 1_800_000,
+      maxLifetimeMs: 0,
+      busyTimeoutMs: 300_000,
+      closeTimeoutMs: 10_000,
+    });
+  });
+
+  it.each([
+    [{ maxSessions: 5, threads: -1 }, RangeError, 'options.threads must be an integer from 0 to 256'],
+    [{ maxSessions: 5, threads: '2' }, TypeError, 'options.threads must be a non-negative integer'],
+    [{ maxSessions: 5, factory: () => null }, RangeError, 'options.factory needs threads: 0'],
+    [{ maxSessions: 5, threads: 0, factory: 'x' }, TypeError, 'options.factory must be a function'],
+    [{ maxSessions: 5, module: 42 }, TypeError, 'options.module must be a path or a URL'],
+    [{ maxSessions: 5, maxBodyBytes: 0 }, RangeError, 'options.maxBodyBytes must be a positive integer'],
+    [{ maxSessions: 5, jsonResponse: 'yes' }, TypeError, 'options.jsonResponse must be a boolean'],
+    [{ maxSessions: 5, cors: '' }, TypeError, 'options.cors must be an origin string'],
+    [{ maxSessions: 5, clientKey: 'ip' }, TypeError, 'options.clientKey must be a function'],
+  ])('refuses broker options %j', (options, type, message) => {
+    expect(() => resolveSessionBrokerOptions(options as never)).toThrow(type);
+    expect(() => resolveSessionBrokerOptions(options as never)).toThrow(message);
+  });
+
+  it.each([
+    [{ port: 70_000 }, RangeError, 'options.port must be an integer from 0 to 65535'],
+    [{ port: '80' }, TypeError, 'options.port must be a port number'],
+    [{ path: 'mcp' }, TypeError, 'options.path must be a string starting with /'],
+    [{ host: '' }, TypeError, 'options.host must be a non-empty string'],
+    [{ log: 'stderr' }, TypeError, 'options.log must be a function or false'],
+  ])('refuses serve options %j', (options, type, message) => {
+    expect(() => resolveServeOptions({ maxSessions: 1, ...(options as object) })).toThrow(type);
+    expect(() => resolveServeOptions({ maxSessions: 1, ...(options as object) })).toThrow(message);
+  });
+
+  it('rejects from serve() and SessionBroker.create() before starting anything', async () => {
+    await expect(serve({ maxSessions: 0 })).rejects.toThrow(RangeError);
+    await expect(SessionBroker.create({ maxSessions: 1, threads: 1.5 })).rejects.toThrow(RangeError);
+  });
+
+  it('parses durations and rates', () => {
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('2s')).toBe(2_000);
+    expect(parseDuration('1m')).toBe(60_000);
+    expect(parseDuration('4h')).toBe(14_400_000);
+    expect(parseDuration('1.5s')).toBe(1_500);
+    expect(parseDuration('250')).toBe(250);
+    expect(() => parseDuration('-1s')).toThrow(RangeError);
+    expect(() => parseDuration('1 week')).toThrow(RangeError);
+    expect(parseRate('20/1m')).toEqual({ max: 20, windowMs: 60_000 });
+    expect(() => parseRate('0/1m')).toThrow(RangeError);
+    expect(() => parseRate('20')).toThrow(RangeError);
+  });
+});
