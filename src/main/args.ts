@@ -31,6 +31,7 @@ Flags:
   --shutdown-timeout DURATION  grace for in-flight requests on SIGINT/SIGTERM (default 10s)
   --metrics-port N         serve /metrics on this port instead of the main one
   --cors ORIGIN            allow this CORS origin ("*" for any); off by default
+  --resume-events N        SSE events kept per stream for Last-Event-ID resumption; 0 = off (default 32)
   --quiet                  no session lifecycle lines on stderr
   -h, --help               this text
   -v, --version            the version
@@ -61,6 +62,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' | 'version
       'shutdown-timeout': { type: 'string' },
       'metrics-port': { type: 'string' },
       cors: { type: 'string' },
+      'resume-events': { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
@@ -97,6 +99,8 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' | 'version
   const metricsPort = int('metrics-port', values['metrics-port']);
   if (metricsPort !== undefined) options.metricsPort = metricsPort;
   if (values.cors !== undefined) options.cors = values.cors;
+  const resumeEvents = int('resume-events', values['resume-events']);
+  if (resumeEvents !== undefined) options.resumability = resumeEvents === 0 ? false : { maxEventsPerStream: resumeEvents };
   if (values.quiet) options.log = false;
   return options;
 }
@@ -117,6 +121,7 @@ const FLAG_OF_OPTION: Record<string, string> = {
   host: '--host',
   path: '--path',
   cors: '--cors',
+  'resumability.maxEventsPerStream': '--resume-events',
   module: '[module]',
 };
 

@@ -11,6 +11,7 @@ import type { BrokerHandle } from '../broker/index.js';
 import { BrokerError } from '../shared/errors.js';
 import { type HandlerTask, isHelloMessage, type TaskResult, type WireRequest } from '../shared/messages.js';
 import type { SessionRef } from '../shared/types.js';
+import type { EventStoreLimits } from './event-store.js';
 import type { HandlerWorkerData } from './handler.js';
 import type { SessionHost } from './host.js';
 import { pumpToPort, type StreamLimits } from './stream.js';
@@ -36,6 +37,7 @@ export interface PoolDispatcherOptions {
   readonly module: string | undefined;
   readonly enableJsonResponse: boolean;
   readonly streamLimits: StreamLimits;
+  readonly eventStore: EventStoreLimits | undefined;
   /** Tasks dispatched to one thread and not yet answered, beyond which requests get 503. */
   readonly maxPendingPerThread: number;
   /** A handler thread died (not at shutdown). */
@@ -70,6 +72,7 @@ export class PoolDispatcher implements Dispatcher {
       module: options.module,
       enableJsonResponse: options.enableJsonResponse,
       streamLimits: options.streamLimits,
+      eventStore: options.eventStore,
     };
     this.#pool = new Piscina({
       filename: new URL('./handler.js', import.meta.url).href,

@@ -12,6 +12,7 @@ import { Answers } from '../shared/jsonrpc.js';
 import { type HandlerTask, HELLO, type HelloMessage, type OwnerControl, type TaskResult } from '../shared/messages.js';
 import { endpoint } from '../shared/rpc.js';
 import { SessionTable } from '../shared/table.js';
+import { eventStoreFactory, type EventStoreLimits } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
 import { pumpToPort, type StreamLimits } from './stream.js';
@@ -23,6 +24,8 @@ export interface HandlerWorkerData {
   readonly module: string | undefined;
   readonly enableJsonResponse: boolean;
   readonly streamLimits: StreamLimits;
+  /** Limits of each session's resumability event store; undefined: none. */
+  readonly eventStore: EventStoreLimits | undefined;
 }
 
 if (!parentPort) throw new Error('the handler must run in a worker thread');
@@ -39,6 +42,7 @@ try {
     broker: wrap<BrokerApi>(endpoint(toBroker.port1)),
     threadId,
     enableJsonResponse: data.enableJsonResponse,
+    ...eventStoreFactory(data.eventStore),
     onError: (error) => console.error(`[mcp-session-broker] thread ${threadId}:`, error),
   });
   const control: OwnerControl = { close: (ref, reason) => (host as SessionHost).close(ref, reason) };

@@ -13,6 +13,7 @@ import {
 } from '../broker/index.js';
 import { defaultThreads } from './dispatch.js';
 import type { ServerFactory } from './host.js';
+import { DEFAULT_EVENT_STORE_LIMITS, type EventStoreLimits } from './event-store.js';
 import type { StreamLimits } from './stream.js';
 
 export interface SessionBrokerOptions extends AdmissionOptions {
@@ -43,6 +44,15 @@ export interface SessionBrokerOptions extends AdmissionOptions {
   maxStreamBufferBytes?: number;
   /** Allowed CORS origin (`*` for any); CORS is off when unset. Exposes `Mcp-Session-Id`. */
   cors?: string;
+  /**
+   * SSE resumability: every transport gets a bounded in-memory event store, so
+   * a client can resume a dropped stream with `Last-Event-ID`. The store keeps
+   * the last `maxEventsPerStream` events of the `maxStreams` most recently
+   * written streams of a session, and is dropped with the session. `false`
+   * turns it off.
+   * @default { maxEventsPerStream: 32, maxStreams: 8 }
+   */
+  resumability?: Partial<EventStoreLimits> | false;
   /** Derives the client key of a request. @default the remote address */
   clientKey?: (req: IncomingMessage) => string;
   /** Run on a manual clock shared by all threads (tests); drive it with `broker.clock`. @default false */
@@ -59,6 +69,7 @@ export interface ResolvedSessionBrokerOptions {
   readonly maxPendingPerThread: number;
   readonly streamLimits: StreamLimits;
   readonly cors: string | undefined;
+  readonly eventStore: EventStoreLimits | undefined;
   readonly clientKey: ((req: IncomingMessage) => string) | undefined;
   readonly manualClock: boolean;
 }
@@ -122,6 +133,15 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     options.maxStreamBufferBytes,
     SESSION_BROKER_DEFAULTS.maxStreamBufferBytes,
   );
+  let eventStore: EventStoreLimits | undefined;
+  if (options.resumability !== false) {
+    const r = options.resumability ?? {};
+    if (typeof r !== 'object' || r === null) throw new TypeError('options.resumability must be an object or false');
+    eventStore = {
+      maxEventsPerStream: int('resumability.maxEventsPerStream', r.maxEventsPerStream, DEFAULT_EVENT_STORE_LIMITS.maxEventsPerStream),
+      maxStreams: int('resumability.maxStreams', r.maxStreams, DEFAULT_EVENT_STORE_LIMITS.maxStreams),
+    };
+  }
   return {
     admission,
     module,
@@ -136,6 +156,7 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     ),
     streamLimits: { windowBytes: streamWindowBytes, maxBufferedBytes },
     cors: options.cors,
+    eventStore,
     clientKey: options.clientKey,
     manualClock: bool('manualClock', options.manualClock, false),
   };

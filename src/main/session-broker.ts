@@ -19,6 +19,7 @@ import type {
   SessionRef,
 } from '../shared/types.js';
 import { type Dispatcher, LocalDispatcher, PoolDispatcher, type Routed } from './dispatch.js';
+import { eventStoreFactory } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
 import {
@@ -79,6 +80,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         broker: broker.api,
         threadId: 0,
         enableJsonResponse: opts.jsonResponse,
+        ...eventStoreFactory(opts.eventStore),
         onError: (error) => console.error('[mcp-session-broker]', error),
       });
       return new SessionBroker(opts, broker, new LocalDispatcher(host, opts.streamLimits), emitter);
@@ -92,6 +94,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         module: opts.module,
         enableJsonResponse: opts.jsonResponse,
         streamLimits: opts.streamLimits,
+        eventStore: opts.eventStore,
         maxPendingPerThread: opts.maxPendingPerThread,
         onThreadGone: (threadId) => void broker.api.ownerGone(threadId),
       });
