@@ -3,8 +3,7 @@
  * threads: the whole session life, notifications on the standalone GET
  * stream, and resumption with Last-Event-ID after a dropped stream.
  */
-import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+import { LATEST_PROTOCOL_VERSION, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Served } from '../dist/main/index.js';
 import { connect, rawCall, rawInitialize, start, until } from './helpers.js';
@@ -55,7 +54,11 @@ describe('resumability', () => {
     served = await start({ maxSessions: 5, threads: 2 });
     const { sessionId } = await rawInitialize(served.url);
     if (!sessionId) throw new Error('no session');
-    const headers = { accept: 'text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION };
+    const headers = {
+      accept: 'text/event-stream',
+      'mcp-session-id': sessionId,
+      'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
+    };
     const first = new AbortController();
     const stream = await fetch(served.url, { headers, signal: first.signal });
     expect(stream.status).toBe(200);

@@ -100,7 +100,8 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' | 'version
   if (metricsPort !== undefined) options.metricsPort = metricsPort;
   if (values.cors !== undefined) options.cors = values.cors;
   const resumeEvents = int('resume-events', values['resume-events']);
-  if (resumeEvents !== undefined) options.resumability = resumeEvents === 0 ? false : { maxEventsPerStream: resumeEvents };
+  if (resumeEvents !== undefined)
+    options.resumability = resumeEvents === 0 ? false : { maxEventsPerStream: resumeEvents };
   if (values.quiet) options.log = false;
   return options;
 }

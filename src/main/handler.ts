@@ -12,7 +12,7 @@ import { Answers } from '../shared/jsonrpc.js';
 import { type HandlerTask, HELLO, type HelloMessage, type OwnerControl, type TaskResult } from '../shared/messages.js';
 import { endpoint } from '../shared/rpc.js';
 import { SessionTable } from '../shared/table.js';
-import { eventStoreFactory, type EventStoreLimits } from './event-store.js';
+import { type EventStoreLimits, eventStoreFactory } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
 import { pumpToPort, type StreamLimits } from './stream.js';

@@ -12,8 +12,8 @@ import {
   resolveAdmissionOptions,
 } from '../broker/index.js';
 import { defaultThreads } from './dispatch.js';
-import type { ServerFactory } from './host.js';
 import { DEFAULT_EVENT_STORE_LIMITS, type EventStoreLimits } from './event-store.js';
+import type { ServerFactory } from './host.js';
 import type { StreamLimits } from './stream.js';
 
 export interface SessionBrokerOptions extends AdmissionOptions {
@@ -138,7 +138,11 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     const r = options.resumability ?? {};
     if (typeof r !== 'object' || r === null) throw new TypeError('options.resumability must be an object or false');
     eventStore = {
-      maxEventsPerStream: int('resumability.maxEventsPerStream', r.maxEventsPerStream, DEFAULT_EVENT_STORE_LIMITS.maxEventsPerStream),
+      maxEventsPerStream: int(
+        'resumability.maxEventsPerStream',
+        r.maxEventsPerStream,
+        DEFAULT_EVENT_STORE_LIMITS.maxEventsPerStream,
+      ),
       maxStreams: int('resumability.maxStreams', r.maxStreams, DEFAULT_EVENT_STORE_LIMITS.maxStreams),
     };
   }
