@@ -128,6 +128,31 @@ describe('the HTTP answers table', () => {
     expect((await rawCall(served.url, sessionId, 'echo', { text: 'x' })).status).toBe(404);
   });
 
+  it('answers an initialize with an unparsable Host header with 400 and creates nothing', async () => {
+    const before = (await served.broker.stats()).createdTotal;
+    const { request } = await import('node:http');
+    const url = new URL(served.url);
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          headers: { host: 'x:99999', 'content-type': 'application/json', accept: ACCEPT },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify(initializeBody()));
+    });
+    expect(status).toBe(400);
+    expect((await served.broker.stats()).createdTotal).toBe(before);
+  });
+
   it('sends no CORS headers by default', async () => {
     const res = await post(served.url, { jsonrpc: '2.0', id: 1, method: 'ping' }, { origin: 'http://example.test' });
     await res.text();

@@ -130,6 +130,21 @@ describe('session lifecycle', () => {
     expect(await outcome).toMatch(/Session closed: lifetime/);
   });
 
+  it('ends a pending JSON response with an error when its session is deleted by the client', async () => {
+    const { served } = await startManual({ maxSessions: 5, jsonResponse: true });
+    const s = await connect(served.url);
+    const found = served.broker.table.lookup(s.sessionId);
+    if (!found.ok) throw new Error('session not found');
+    const outcome = s.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }).then(
+      () => 'answered',
+      (error: Error) => error.message,
+    );
+    await until(() => served.broker.table.inflight(found.ref) > 0, 5000, 'the call in flight');
+    await s.transport.terminateSession();
+    expect(await outcome).toMatch(/Session closed: deleted/);
+    await until(async () => (await served.broker.stats()).occupied === 0, 5000, 'the slot to free');
+  });
+
   it('leaves nothing behind when a session is deleted before its lifetime ends', async () => {
     const { served, closed } = await startManual({ maxSessions: 5, maxLifetimeMs: 1_000 });
     const s = await connect(served.url);

@@ -20,6 +20,24 @@ async function threadOf(url: string, sessionId: string): Promise<number> {
 }
 
 describe('a handler thread crash', () => {
+  it.each(['crash', 'throw'])('is noticed when the thread dies by %s, and its sessions are freed', async (tool) => {
+    served = await start({ maxSessions: 4, threads: 2, evict: 'none' });
+    const s = served;
+    const closed = recordClosed(s);
+    const sessions = await Promise.all(Array.from({ length: 4 }, () => connect(s.url)));
+    const owners = await Promise.all(sessions.map((x) => threadOf(s.url, x.sessionId)));
+    const doomed = sessions.filter((_, i) => owners[i] === owners[0]).map((x) => x.sessionId);
+    await rawCall(s.url, doomed[0] as string, tool);
+    await until(
+      () => doomed.every((id) => closed.some((e) => e.id === id && e.reason === 'error')),
+      10_000,
+      'the sessions',
+    );
+    await until(async () => (await s.broker.stats()).occupied === 4 - doomed.length, 5000, 'the capacity');
+    expect((await s.broker.stats()).transports).toBe(4 - doomed.length);
+    await until(() => s.broker.threadIds.length === 2 && !s.broker.threadIds.includes(owners[0] as number), 10_000);
+  });
+
   it('closes its sessions with reason error, frees their capacity, and the pool replaces the thread', async () => {
     served = await start({ maxSessions: 6, threads: 2, evict: 'none' });
     const s = served;

@@ -29,9 +29,13 @@ export interface BrokerApi {
 export class OwnerRegistry {
   readonly #owners = new Map<number, { remote: Remote<OwnerControl>; port: MessagePort }>();
 
-  attach(threadId: number, port: MessagePort): void {
+  /** `onGone` runs when the thread's end of the port closes (the thread died or was stopped). */
+  attach(threadId: number, port: MessagePort, onGone: () => void): void {
     this.#owners.get(threadId)?.port.close();
     this.#owners.set(threadId, { remote: wrap<OwnerControl>(endpoint(port)), port });
+    port.once('close', () => {
+      if (this.#owners.get(threadId)?.port === port) onGone();
+    });
   }
 
   detach(threadId: number): void {
@@ -39,21 +43,22 @@ export class OwnerRegistry {
     this.#owners.delete(threadId);
   }
 
+  /** Closes a session in its owner; an owner that is gone has no transport left, so that is done at once. */
   close(owner: number, ref: SessionRef, reason: CloseReason): Promise<void> {
     const entry = this.#owners.get(owner);
-    if (!entry) return Promise.reject(new Error(`no handler thread ${owner}`));
+    if (!entry) return Promise.resolve();
     return entry.remote.close(ref, reason);
   }
 }
 
 /** The API object over one store. */
 export function brokerApi(store: SessionStore, owners: OwnerRegistry, serveOn: (port: MessagePort) => void): BrokerApi {
-  return {
+  const api: BrokerApi = {
     admit: (request) => store.admit(request),
     closed: (ref, reason, options) => store.closed(ref, reason, options),
     close: (ref, reason) => store.close(ref, reason),
     attach: (threadId, brokerPort, controlPort) => {
-      owners.attach(threadId, controlPort);
+      owners.attach(threadId, controlPort, () => api.ownerGone(threadId));
       serveOn(brokerPort);
     },
     ownerGone: (threadId) => {
@@ -64,4 +69,5 @@ export function brokerApi(store: SessionStore, owners: OwnerRegistry, serveOn: (
     stats: () => store.stats(),
     shutdown: (timeoutMs) => store.shutdown(timeoutMs),
   };
+  return api;
 }

@@ -49,6 +49,8 @@ export interface BrokerStartOptions {
   readonly lanes: number;
   readonly manualClock: boolean;
   readonly onEvent: SessionEventListener;
+  /** The broker worker died after it started (its calls now reject with this error). */
+  readonly onFailure?: (error: BrokerError) => void;
 }
 
 /** Starts the broker worker and waits until its shared table is available. */
@@ -81,18 +83,56 @@ export async function startBroker(options: BrokerStartOptions): Promise<BrokerHa
     await worker.terminate();
     throw new BrokerError('ERR_BROKER_START', 'the broker worker failed to start', { cause });
   }
+  // After start, a dead broker must not leave callers waiting forever: every
+  // call races the worker's exit.
+  let terminating = false;
+  let failure: BrokerError | undefined;
+  let fail!: (error: BrokerError) => void;
+  const dead = new Promise<never>((_, reject) => {
+    fail = reject;
+  });
+  dead.catch(() => undefined);
+  worker.once('exit', (code) => {
+    if (terminating) return;
+    failure = new BrokerError('ERR_BROKER_CLOSED', `the broker worker exited unexpectedly (code ${code})`);
+    fail(failure);
+    options.onFailure?.(failure);
+  });
+  const guard =
+    <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
+    (...args: A): Promise<R> =>
+      failure ? Promise.reject(failure) : Promise.race([call(...args), dead]);
+  const api = Object.fromEntries(
+    API_METHODS.map((name) => [
+      name,
+      guard((...args: unknown[]) => (remote[name] as (...a: unknown[]) => Promise<unknown>)(...args)),
+    ]),
+  ) as AsyncBrokerApi;
   return {
     table: new SessionTable(buffer),
-    api: remote as unknown as AsyncBrokerApi,
-    attach: (threadId, brokerPort, controlPort) =>
+    api,
+    attach: guard((threadId: number, brokerPort: MessagePort, controlPort: MessagePort) =>
       remote.attach(threadId, transfer(brokerPort, [brokerPort]), transfer(controlPort, [controlPort])),
+    ),
     async terminate() {
+      terminating = true;
       remote[releaseProxy]();
       events.port1.close();
       await worker.terminate();
     },
   };
 }
+
+const API_METHODS = [
+  'admit',
+  'closed',
+  'close',
+  'attach',
+  'ownerGone',
+  'sweep',
+  'stats',
+  'shutdown',
+] as const satisfies readonly (keyof BrokerApi)[];
 
 export interface InProcessBrokerOptions extends BrokerStartOptions {
   /** Closes a session's transport (the owner is always this thread). */

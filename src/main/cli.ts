@@ -42,6 +42,10 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`mcp-session-broker: ${message}\n`);
     process.exit(1);
   }
+  served.broker.on('error', (error) => {
+    process.stderr.write(`mcp-session-broker: ${error.message}\n`);
+    process.exit(1);
+  });
   process.stdout.write(`${served.url}\n`);
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {

@@ -112,14 +112,19 @@ export class PoolDispatcher implements Dispatcher {
       }, rejectReady);
     });
     this.#pool.on('workerDestroy', () => {
-      // A destroyed worker's threadId already reads -1: find who is gone by difference.
-      const running = new Set(this.#pool.threads.map((t) => t.threadId).filter((id) => id >= 0));
-      for (const id of [...this.#live]) {
-        if (running.has(id)) continue;
-        this.#live.delete(id);
-        this.#pending.delete(id);
-        if (!this.#closing) this.#opts.onThreadGone(id);
-      }
+      // piscina emits this before it drops the worker from `threads` (and a dead
+      // worker's threadId may already read -1): find who is gone by difference,
+      // once piscina is done. The broker also notices on its own, when the
+      // thread's port closes.
+      setImmediate(() => {
+        const running = new Set(this.#pool.threads.map((t) => t.threadId).filter((id) => id >= 0));
+        for (const id of [...this.#live]) {
+          if (running.has(id)) continue;
+          this.#live.delete(id);
+          this.#pending.delete(id);
+          if (!this.#closing) this.#opts.onThreadGone(id);
+        }
+      });
     });
     this.#pool.on('error', (error: unknown) => {
       if (!this.#closing) console.error('[mcp-session-broker] handler pool error:', error);

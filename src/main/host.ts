@@ -85,12 +85,11 @@ interface Session {
   /** Set once the session is closing; the reason in-flight requests are failed with. */
   reason: CloseReason | undefined;
   /**
-   * Resolves with the reason when the session is closed under its requests (by
-   * the broker, or by a failure), so requests still waiting are answered with
-   * an error. A client's own DELETE does not abort: its request gets its 200.
+   * Requests waiting for the SDK's answer (JSON responses), each with a way to
+   * end it early when the session closes under it. Per request, so nothing
+   * accumulates on a promise that lives as long as the session.
    */
-  readonly aborted: Promise<CloseReason>;
-  readonly abort: (reason: CloseReason) => void;
+  readonly waiting: Set<(reason: CloseReason) => void>;
   /** Resolves once the transport is closed and the session is gone from this host. */
   readonly gone: Promise<void>;
   readonly markGone: () => void;
@@ -103,6 +102,11 @@ export class SessionHost {
   readonly #lane: number;
   readonly #sessions = new Map<string, Session>();
   readonly #bySlot = new Map<number, Session>();
+  /**
+   * Close requests that found no session (slot -> generation): the broker's
+   * close can overtake the admit reply it raced with; such a session is never built.
+   */
+  readonly #tombstones = new Map<number, number>();
   /** Sessions admitted but still being built, by slot; a close request waits for the build. */
   readonly #building = new Map<number, { gen: number; reason: CloseReason | undefined; settled: Promise<void> }>();
 
@@ -123,6 +127,11 @@ export class SessionHost {
     const decision = await this.#opts.broker.admit({ clientKey, owner: this.#opts.threadId });
     if (!decision.ok) return { result: { kind: 'refused', refused: decision }, body: null };
     const ref: SessionRef = { slot: decision.slot, gen: decision.gen };
+    if (this.#tombstones.get(ref.slot) === ref.gen || !this.#opts.table.isLive(ref)) {
+      // Closed before it was built (the broker frees the slot on its own).
+      this.#tombstones.delete(ref.slot);
+      return answer(Answers.sessionClosed('error', requestIdOf(request.body)));
+    }
     let settle!: () => void;
     const building = {
       gen: ref.gen,
@@ -141,8 +150,9 @@ export class SessionHost {
     } catch (error) {
       this.#opts.table.addTransports(this.#lane, -1);
       this.#building.delete(ref.slot);
-      settle();
+      // Report (with the refund) before a pending close request is answered.
       await this.#opts.broker.closed(ref, 'error', { refund: true });
+      settle();
       this.#opts.onError?.(error);
       return answer(Answers.internal('the server factory failed', requestIdOf(request.body)));
     }
@@ -154,8 +164,14 @@ export class SessionHost {
       return answer(Answers.sessionClosed(building.reason, requestIdOf(request.body)));
     }
     settle();
-    const dispatched = await this.#handle(session, request);
-    if (dispatched.result.kind === 'head' && dispatched.result.status >= 400) {
+    let dispatched: Dispatched;
+    try {
+      dispatched = await this.#handle(session, request);
+    } catch (error) {
+      this.#opts.onError?.(error);
+      dispatched = answer(Answers.internal('the initialize request failed', requestIdOf(request.body)));
+    }
+    if (dispatched.result.kind !== 'head' || dispatched.result.status >= 400) {
       // The SDK refused an initialize the preflight let through: the session never existed.
       session.reason = 'error';
       await this.#close(session, 'error');
@@ -180,10 +196,6 @@ export class SessionHost {
     if (!server || typeof (server as { connect?: unknown }).connect !== 'function') {
       throw new TypeError('the server factory must return an McpServer or Server');
     }
-    let abort!: (reason: CloseReason) => void;
-    const aborted = new Promise<CloseReason>((resolve) => {
-      abort = resolve;
-    });
     let markGone!: () => void;
     const gone = new Promise<void>((resolve) => {
       markGone = resolve;
@@ -203,8 +215,7 @@ export class SessionHost {
       transport,
       pending: new Map(),
       reason: undefined,
-      aborted,
-      abort,
+      waiting: new Set(),
       gone,
       markGone,
     };
@@ -234,7 +245,22 @@ export class SessionHost {
     if (wire.body !== undefined) options.parsedBody = wire.body;
     if (wire.authInfo !== undefined) options.authInfo = wire.authInfo as AuthInfo;
     const handled = session.transport.handleRequest(request, options);
-    const raced = await Promise.race([handled, session.aborted]);
+    let raced: Response | CloseReason;
+    if (wire.method === 'DELETE') {
+      // The client's own DELETE closes the session and gets its 200.
+      raced = await handled;
+    } else {
+      let abort!: (reason: CloseReason) => void;
+      const aborted = new Promise<CloseReason>((resolve) => {
+        abort = resolve;
+      });
+      session.waiting.add(abort);
+      try {
+        raced = await Promise.race([handled, aborted]);
+      } finally {
+        session.waiting.delete(abort);
+      }
+    }
     if (!(raced instanceof Response)) {
       // The session closed before the SDK answered (a JSON response still pending).
       handled.catch(() => undefined);
@@ -306,12 +332,14 @@ export class SessionHost {
       // Admitted, factory still running: it is closed as soon as it exists.
       building.reason ??= reason;
       await building.settled;
+      return;
     }
+    this.#tombstones.set(ref.slot, ref.gen);
   }
 
   async #close(session: Session, reason: CloseReason): Promise<void> {
     if (!session.reason) session.reason = reason;
-    session.abort(session.reason);
+    for (const abort of session.waiting) abort(session.reason);
     try {
       await session.server.close();
     } catch (error) {
@@ -330,15 +358,11 @@ export class SessionHost {
     const initiatedHere = !session.reason || session.reason === 'deleted';
     const reason = session.reason ?? 'error';
     session.reason = reason;
-    if (reason !== 'deleted') session.abort(reason);
+    // Requests still waiting for an answer end now, whatever closed the session.
+    for (const abort of session.waiting) abort(reason);
     session.markGone();
     // A close the broker asked for is confirmed by the broker itself when close() resolves.
     if (initiatedHere) void Promise.resolve(this.#opts.broker.closed(session.ref, reason)).catch(this.#opts.onError);
-  }
-
-  /** Closes every session this host owns (shutdown), without waiting for the broker. */
-  async closeAll(reason: CloseReason): Promise<void> {
-    await Promise.all([...this.#sessions.values()].map((session) => this.#close(session, reason)));
   }
 }
 

@@ -8,7 +8,7 @@ import { BrokerError } from '../shared/errors.js';
 import { Answers } from '../shared/jsonrpc.js';
 import { createMetrics } from './metrics.js';
 import { resolveServeOptions, type ServeOptions } from './options.js';
-import { SessionBroker } from './session-broker.js';
+import { SessionBroker, send } from './session-broker.js';
 
 export interface Served {
   /** `http://HOST:PORT/PATH` of the MCP endpoint. */
@@ -40,11 +40,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
         res.writeHead(200, { 'content-type': metrics.contentType });
         res.end(text);
       },
-      () => {
-        const answer = Answers.internal('metrics unavailable');
-        res.writeHead(answer.status, answer.headers);
-        res.end(answer.body);
-      },
+      () => send(res, Answers.internal('metrics unavailable')),
     );
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
@@ -57,9 +53,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
     } else if (path === '/metrics' && req.method === 'GET' && opts.metricsPort === undefined) {
       serveMetrics(res);
     } else {
-      const answer = Answers.notFound();
-      res.writeHead(answer.status, answer.headers);
-      res.end(answer.body);
+      send(res, Answers.notFound());
     }
   };
   const server = createServer(onRequest);
@@ -69,10 +63,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
     if (opts.metricsPort !== undefined) {
       metricsServer = createServer((req, res) => {
         if ((req.url ?? '/').split('?', 1)[0] === '/metrics') serveMetrics(res);
-        else {
-          res.writeHead(404);
-          res.end();
-        }
+        else send(res, Answers.notFound());
       });
       await listen(metricsServer, opts.metricsPort, opts.host);
     }

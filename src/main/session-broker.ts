@@ -8,6 +8,7 @@
 import { EventEmitter, once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type BrokerHandle, startBroker, startInProcessBroker } from '../broker/index.js';
+import type { BrokerError } from '../shared/errors.js';
 import { Answers, type HttpAnswer, refusalAnswer } from '../shared/jsonrpc.js';
 import type { WireRequest } from '../shared/messages.js';
 import type { SessionTable } from '../shared/table.js';
@@ -36,6 +37,8 @@ const SHUTDOWN_FLUSH_MS = 1_000;
 export interface SessionBrokerEvents {
   created: [SessionCreatedEvent];
   closed: [SessionClosedEvent];
+  /** A fatal fault (the broker worker died): the broker answers 503 from then on. */
+  error: [BrokerError];
 }
 
 /** Requests refused by the listener itself (not by the broker), for metrics. */
@@ -54,14 +57,16 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   #drained: (() => void) | undefined;
   readonly #counters: FrontCounters = { queueFull: 0 };
   #closing: Promise<void> | undefined;
+  #failed: BrokerError | undefined;
 
   /** Starts the broker and its handler threads; resolves once every thread is ready. */
   static async create(options: SessionBrokerOptions): Promise<SessionBroker> {
     const opts = resolveSessionBrokerOptions(options);
-    const emitter = new EventEmitter<SessionBrokerEvents>();
+    // Events reach the broker once it exists; none can fire before (no session exists yet).
+    let self: SessionBroker | undefined;
     const onEvent = (event: SessionEvent) => {
-      if (event.type === 'created') emitter.emit('created', event);
-      else emitter.emit('closed', event);
+      if (event.type === 'created') self?.emit('created', event);
+      else self?.emit('closed', event);
     };
     const lanes = opts.threads === 0 ? 1 : opts.threads * 2 + 2;
     if (opts.threads === 0) {
@@ -83,9 +88,20 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         ...eventStoreFactory(opts.eventStore),
         onError: (error) => console.error('[mcp-session-broker]', error),
       });
-      return new SessionBroker(opts, broker, new LocalDispatcher(host, opts.streamLimits), emitter);
+      self = new SessionBroker(opts, broker, new LocalDispatcher(host, opts.streamLimits));
+      return self;
     }
-    const broker = await startBroker({ admission: opts.admission, lanes, manualClock: opts.manualClock, onEvent });
+    const broker = await startBroker({
+      admission: opts.admission,
+      lanes,
+      manualClock: opts.manualClock,
+      onEvent,
+      onFailure: (error) => {
+        if (!self) return;
+        self.#failed = error;
+        self.emit('error', error);
+      },
+    });
     let dispatcher: PoolDispatcher;
     try {
       dispatcher = await PoolDispatcher.start({
@@ -102,21 +118,15 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       await broker.terminate();
       throw error;
     }
-    return new SessionBroker(opts, broker, dispatcher, emitter);
+    self = new SessionBroker(opts, broker, dispatcher);
+    return self;
   }
 
-  private constructor(
-    opts: ResolvedSessionBrokerOptions,
-    broker: BrokerHandle,
-    dispatcher: Dispatcher,
-    emitter: EventEmitter<SessionBrokerEvents>,
-  ) {
+  private constructor(opts: ResolvedSessionBrokerOptions, broker: BrokerHandle, dispatcher: Dispatcher) {
     super();
     this.#opts = opts;
     this.#broker = broker;
     this.#dispatcher = dispatcher;
-    emitter.on('created', (event) => this.emit('created', event));
-    emitter.on('closed', (event) => this.emit('closed', event));
   }
 
   /** The shared session table (read-only use: lookups, transport counts). */
@@ -173,7 +183,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         res.end();
         return;
       }
-      if (this.#closing) return send(res, Answers.shuttingDown());
+      if (this.#closing || this.#failed) return send(res, Answers.shuttingDown());
       await this.#route(req, res, parsedBody);
     } catch (error) {
       console.error('[mcp-session-broker] request failed:', error);
@@ -200,13 +210,15 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       if (!sessionId || !ref) return send(res, Answers.missingSessionId());
       // The standalone GET stream is activity, never "in flight": touch, don't enter.
       table.touch(ref);
-      return this.#forward(res, () => this.#dispatcher.session(sessionId, ref, table.owner(ref), wire(req)));
+      const request = wire(req);
+      if (!request) return send(res, Answers.badRequest('invalid Host header or URL'));
+      return this.#forward(res, () => this.#dispatcher.session(sessionId, ref, table.owner(ref), request));
     }
     if (method === 'DELETE') {
       if (!sessionId || !ref) return send(res, Answers.missingSessionId());
-      return this.#enterAndForward(res, ref, () =>
-        this.#dispatcher.session(sessionId, ref, table.owner(ref), wire(req)),
-      );
+      const request = wire(req);
+      if (!request) return send(res, Answers.badRequest('invalid Host header or URL'));
+      return this.#enterAndForward(res, ref, () => this.#dispatcher.session(sessionId, ref, table.owner(ref), request));
     }
     // POST
     const badHeaders = checkPostHeaders(req.headers);
@@ -224,16 +236,20 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     }
     if (!check.ok) return send(res, check.answer);
     const request = wire(req, check.body);
+    if (!request) return send(res, Answers.badRequest('invalid Host header or URL', check.id));
     if (check.isInitialize) {
       const clientKey = this.#opts.clientKey?.(req) ?? req.socket.remoteAddress ?? 'unknown';
       this.#trackInFlight(res);
       return this.#forward(res, () => this.#dispatcher.initialize(clientKey, request), check.id);
     }
     if (!sessionId || !ref) return send(res, Answers.missingSessionId(check.id));
+    // Reading the body took time: the session may have expired or closed meanwhile.
+    const still = table.lookup(sessionId);
+    if (!still.ok) return send(res, Answers.sessionNotFound(check.id));
     return this.#enterAndForward(
       res,
-      ref,
-      () => this.#dispatcher.session(sessionId, ref, table.owner(ref), request),
+      still.ref,
+      () => this.#dispatcher.session(sessionId, still.ref, table.owner(still.ref), request),
       check.id,
     );
   }
@@ -262,12 +278,29 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   async #forward(res: ServerResponse, run: () => Promise<Routed>, id: string | number | null = null) {
     this.#active.add(res);
     res.once('close', () => this.#active.delete(res));
-    const routed = await run();
+    let routed: Routed;
+    try {
+      routed = await run();
+    } catch {
+      // The owner thread died under the request (piscina rejects its task).
+      return send(res, Answers.sessionClosed('error', id));
+    }
     if ('busy' in routed) {
       this.#counters.queueFull++;
       return send(res, refusalAnswer({ reason: 'queue_full', retryAfterMs: 1000 }, id));
     }
     const { result, port } = routed;
+    if (result.kind === 'head' && result.created) {
+      // The new session holds its initialize request until the response ends.
+      const created = { slot: result.created.slot, gen: result.created.gen };
+      if (res.closed) this.#broker.table.leave(created);
+      else res.once('close', () => this.#broker.table.leave(created));
+    }
+    if (res.closed) {
+      // The client left before the answer: closing the port cancels the body at its source.
+      port.close();
+      return;
+    }
     switch (result.kind) {
       case 'answer':
         port.close();
@@ -276,11 +309,6 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         port.close();
         return send(res, refusalAnswer(result.refused, id));
       case 'head': {
-        if (result.created) {
-          // The new session holds its initialize request until the response ends.
-          const created = { slot: result.created.slot, gen: result.created.gen };
-          res.once('close', () => this.#broker.table.leave(created));
-        }
         res.writeHead(result.status, Object.fromEntries(result.headers));
         res.flushHeaders();
         if (!result.hasBody) {
@@ -324,17 +352,22 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     }
     await this.#broker.api.shutdown(Math.max(100, deadline - Date.now())).catch(() => undefined);
     // Closed transports end their streams (GET included); let those ends reach the clients.
+    let flushTimer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.all([...this.#active].map((res) => (res.closed ? undefined : once(res, 'close')))),
-      new Promise((resolve) => setTimeout(resolve, Math.max(SHUTDOWN_FLUSH_MS, deadline - Date.now()))),
+      new Promise((resolve) => {
+        flushTimer = setTimeout(resolve, Math.max(SHUTDOWN_FLUSH_MS, deadline - Date.now()));
+      }),
     ]);
+    clearTimeout(flushTimer);
     for (const res of this.#active) res.destroy();
     await this.#dispatcher.close();
     await this.#broker.terminate();
   }
 }
 
-function send(res: ServerResponse, answer: HttpAnswer): void {
+/** Writes an answer (or just ends a response whose head is already out). */
+export function send(res: ServerResponse, answer: HttpAnswer): void {
   if (res.headersSent) {
     res.end();
     return;
@@ -343,13 +376,14 @@ function send(res: ServerResponse, answer: HttpAnswer): void {
   res.end(answer.body);
 }
 
-function wire(req: IncomingMessage, body?: unknown): WireRequest {
+/** The request as plain data for the owner thread; undefined when its Host/URL does not parse. */
+function wire(req: IncomingMessage, body?: unknown): WireRequest | undefined {
   const headers: [string, string][] = [];
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     headers.push([req.rawHeaders[i] as string, req.rawHeaders[i + 1] as string]);
   }
-  const host = req.headers.host ?? 'localhost';
-  const url = `http://${host}${req.url ?? '/'}`;
+  const url = `http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`;
+  if (!URL.canParse(url)) return undefined;
   const request: { -readonly [K in keyof WireRequest]: WireRequest[K] } = { method: req.method ?? 'GET', url, headers };
   if (body !== undefined) request.body = body;
   const auth = (req as { auth?: unknown }).auth;

@@ -1,10 +1,3 @@
-/**
- * Response bodies over a MessagePort, with credit-based backpressure: the
- * sending side (the session's owner) may have at most `windowBytes` on the
- * wire unacknowledged; beyond that it buffers, and past `maxBufferedBytes` it
- * aborts the stream, so a client that never reads costs bounded memory.
- */
-import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { MessagePort } from 'node:worker_threads';
 import type { StreamControl, StreamMessage } from '../shared/messages.js';
@@ -106,18 +99,23 @@ export function pipePortToResponse(port: MessagePort, res: ServerResponse): Prom
       port.close();
       resolve();
     };
+    // Bytes written while the socket was saturated: acknowledged together on the next 'drain'.
+    let owed = 0;
     const credit = (bytes: number) => {
       if (!settled) port.postMessage({ type: 'credit', bytes } satisfies StreamControl);
     };
+    const onDrain = () => {
+      const bytes = owed;
+      owed = 0;
+      credit(bytes);
+    };
+    res.on('drain', onDrain);
     port.on('message', (message: StreamMessage) => {
       if (message.type === 'chunk') {
         const bytes = message.data.byteLength;
-        if (res.write(message.data)) credit(bytes);
-        else
-          void once(res, 'drain').then(
-            () => credit(bytes),
-            () => undefined,
-          );
+        const flowing = res.write(message.data);
+        if (flowing && owed === 0) credit(bytes);
+        else owed += bytes;
       } else if (message.type === 'end') {
         res.end(settle);
       } else {

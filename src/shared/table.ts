@@ -40,7 +40,6 @@ import {
   SLOT_I32,
   SLOT_I64,
   ST_LIVE,
-  STATE_MASK,
   stateWord,
   T_BUSY_SINCE,
   T_CREATED,
@@ -214,8 +213,8 @@ export class SessionTable {
 
   /**
    * Which deadline, if any, the live slot has passed: `lifetime` (always), or
-   * `idle` when no request protects it (none in flight, or the oldest has been
-   * in flight longer than the busy timeout).
+   * `idle` when no request protects it (none in flight, or the session has
+   * been busy without a break for longer than the busy timeout).
    */
   expiry(slot: number, word: number, now: number): 'idle' | 'lifetime' | undefined {
     const times = this.views.times;
@@ -229,7 +228,11 @@ export class SessionTable {
     return undefined;
   }
 
-  /** A slot is protected (busy) while a request is in flight, for at most the busy timeout. */
+  /**
+   * A slot is protected (busy) while a request is in flight, for at most the
+   * busy timeout counted from when it became busy (its in-flight count rose
+   * from 0); overlapping requests do not extend it.
+   */
   isProtected(slot: number, word: number, now: number): boolean {
     if (wordInflight(word) === 0) return false;
     const since = Number(Atomics.load(this.views.times, slot * SLOT_I64 + T_BUSY_SINCE));
@@ -244,20 +247,26 @@ export class SessionTable {
   enter(ref: SessionRef): boolean {
     const words = this.views.words;
     const index = ref.slot * SLOT_I32 + S_STATE;
-    const tag = ref.gen & 0xff;
+    const tbase = ref.slot * SLOT_I64;
     for (;;) {
       const word = Atomics.load(words, index);
-      if (wordState(word) !== ST_LIVE || wordTag(word) !== tag) return false;
+      if (!this.#isLiveGen(ref, word)) return false;
       const inflight = wordInflight(word);
       if (inflight === INFLIGHT_MASK) return false;
-      if (Atomics.compareExchange(words, index, word, word + 1) === word) {
-        const now = this.now();
-        const tbase = ref.slot * SLOT_I64;
-        if (inflight === 0) Atomics.store(this.views.times, tbase + T_BUSY_SINCE, BigInt(now));
-        Atomics.store(this.views.times, tbase + T_LAST_SEEN, BigInt(now));
-        return true;
-      }
+      // Times first, then the compare-and-swap that publishes in-flight: the
+      // broker must never see the new count with a stale busySince (it would
+      // think the request old enough to evict its session).
+      const now = BigInt(this.now());
+      if (inflight === 0) Atomics.store(this.views.times, tbase + T_BUSY_SINCE, now);
+      Atomics.store(this.views.times, tbase + T_LAST_SEEN, now);
+      if (Atomics.compareExchange(words, index, word, word + 1) === word) return true;
     }
+  }
+
+  /** The word is live and of the ref's generation: the tag in the word and the full generation word. */
+  #isLiveGen(ref: SessionRef, word: number): boolean {
+    if (wordState(word) !== ST_LIVE || wordTag(word) !== (ref.gen & 0xff)) return false;
+    return Atomics.load(this.views.words, ref.slot * SLOT_I32 + S_GEN) >>> 0 === ref.gen >>> 0;
   }
 
   /**
@@ -267,26 +276,33 @@ export class SessionTable {
   leave(ref: SessionRef): void {
     const words = this.views.words;
     const index = ref.slot * SLOT_I32 + S_STATE;
-    const tag = ref.gen & 0xff;
+    // Touch first, then decrement: once the count reaches 0 the session is
+    // idle-eligible, and its last-seen must already be this moment.
+    this.touch(ref);
     for (;;) {
       const word = Atomics.load(words, index);
-      if (wordTag(word) !== tag || wordInflight(word) === 0 || (word & STATE_MASK) === 0) return;
-      if (Atomics.compareExchange(words, index, word, word - 1) === word) break;
+      if (wordTag(word) !== (ref.gen & 0xff) || wordInflight(word) === 0 || wordState(word) === 0) return;
+      if (Atomics.load(words, ref.slot * SLOT_I32 + S_GEN) >>> 0 !== ref.gen >>> 0) return;
+      if (Atomics.compareExchange(words, index, word, word - 1) === word) return;
     }
-    this.touch(ref);
   }
 
   /** Records activity (a GET stream opening, a request ending) on the session's last-seen time. */
   touch(ref: SessionRef): void {
     const word = Atomics.load(this.views.words, ref.slot * SLOT_I32 + S_STATE);
-    if (wordTag(word) !== (ref.gen & 0xff) || wordState(word) !== ST_LIVE) return;
+    if (!this.#isLiveGen(ref, word)) return;
     Atomics.store(this.views.times, ref.slot * SLOT_I64 + T_LAST_SEEN, BigInt(this.now()));
   }
 
   /** Requests in flight in the session (0 once the slot was recycled). */
   inflight(ref: SessionRef): number {
     const word = Atomics.load(this.views.words, ref.slot * SLOT_I32 + S_STATE);
-    return wordTag(word) === (ref.gen & 0xff) ? wordInflight(word) : 0;
+    return this.#isLiveGen(ref, word) ? wordInflight(word) : 0;
+  }
+
+  /** Whether the slot still holds this live session (not closing, not recycled). */
+  isLive(ref: SessionRef): boolean {
+    return this.#isLiveGen(ref, Atomics.load(this.views.words, ref.slot * SLOT_I32 + S_STATE));
   }
 
   /** The thread owning the session's transport. */

@@ -48,6 +48,7 @@ import {
   REJECT_REASONS,
   type Refused,
   type RejectReason,
+  type SessionEvent,
   type SessionRef,
 } from '../../../shared/types.js';
 import type { ResolvedAdmissionOptions } from '../../options.js';
@@ -72,7 +73,6 @@ export interface MemoryStoreOptions {
 interface SlotMeta {
   id: string;
   clientKey: string;
-  createdWall: number;
   rateToken: number;
   closeRequested: boolean;
 }
@@ -97,6 +97,8 @@ export class MemoryStore implements SessionStore {
   readonly #waiters: Waiter[] = [];
   readonly #sweepTimer: NodeJS.Timeout | undefined;
   readonly #closedWaiters = new Set<() => void>();
+  /** Threads known to be gone: an admission still in transit from one is refused. */
+  readonly #deadOwners = new Set<number>();
   #shuttingDown = false;
 
   constructor(options: MemoryStoreOptions) {
@@ -127,7 +129,7 @@ export class MemoryStore implements SessionStore {
   // ---- admission -----------------------------------------------------------
 
   admit(request: AdmitRequest): Promise<Decision> {
-    if (this.#shuttingDown) return Promise.resolve(this.#refuse('full', 1000));
+    if (this.#shuttingDown || this.#deadOwners.has(request.owner)) return Promise.resolve(this.#refuse('full', 1000));
     const now = this.table.now();
     // 1. Rate: checked first, spent last, so a refusal spends nothing.
     if (this.#rate) {
@@ -164,6 +166,19 @@ export class MemoryStore implements SessionStore {
     });
   }
 
+  /** Listeners run outside the store's bookkeeping: a throwing listener cannot leave it half-done. */
+  #emit(event: SessionEvent): void {
+    const listener = this.#onEvent;
+    if (!listener) return;
+    queueMicrotask(() => {
+      try {
+        listener(event);
+      } catch (error) {
+        console.error('[mcp-session-broker] session event listener failed:', error);
+      }
+    });
+  }
+
   #refuse(reason: RejectReason, retryAfterMs: number): Refused {
     Atomics.add(this.table.views.header64, B_REJECTED_TOTAL + REJECT_REASONS.indexOf(reason), 1n);
     return { ok: false, reason, retryAfterMs: Math.max(1000, Math.ceil(retryAfterMs)) };
@@ -189,13 +204,13 @@ export class MemoryStore implements SessionStore {
     Atomics.store(times, tbase + T_BUSY_SINCE, stamp);
     this.#linkTail(slot);
     const id = formatSessionId(slot, gen, rand);
-    this.#meta[slot] = { id, clientKey: request.clientKey, createdWall: Date.now(), rateToken, closeRequested: false };
+    this.#meta[slot] = { id, clientKey: request.clientKey, rateToken, closeRequested: false };
     Atomics.add(header, H_OCCUPIED, 1);
     Atomics.add(header, H_LIVE, 1);
     Atomics.add(header64, B_CREATED_TOTAL, 1n);
     // Publish last: readers load STATE first, so they never see a half-written slot.
     Atomics.store(words, base + S_STATE, stateWord(gen, ST_LIVE, 1));
-    this.#onEvent?.({ type: 'created', id, clientKey: request.clientKey, owner: request.owner, at: Date.now() });
+    this.#emit({ type: 'created', id, clientKey: request.clientKey, owner: request.owner, at: Date.now() });
     return { ok: true, id, slot, gen };
   }
 
@@ -337,7 +352,7 @@ export class MemoryStore implements SessionStore {
     Atomics.store(words, base + S_NEXT, Atomics.load(header, H_FREE_HEAD));
     Atomics.store(header, H_FREE_HEAD, ref.slot);
     if (meta) {
-      this.#onEvent?.({
+      this.#emit({
         type: 'closed',
         id: meta.id,
         clientKey: meta.clientKey,
@@ -347,11 +362,22 @@ export class MemoryStore implements SessionStore {
         at: Date.now(),
       });
     }
-    const waiter = this.#waiters.shift();
-    if (waiter) {
+    for (let waiter = this.#waiters.shift(); waiter; waiter = this.#waiters.shift()) {
       Atomics.store(header, H_WAITING, this.#waiters.length);
       clearTimeout(waiter.timer);
-      waiter.resolve(this.#allocate(waiter.request, waiter.rateToken, this.table.now()));
+      const now = this.table.now();
+      let token = 0;
+      if (waiter.rateToken && this.#rate) {
+        // The creation happens now, not when it was decided: move its token to now.
+        token = this.#rate.restamp(waiter.rateToken, now);
+        if (token === 0) {
+          const check = this.#rate.check(now);
+          waiter.resolve(this.#refuse('rate_limited', check.ok ? 1000 : check.retryAfterMs));
+          continue;
+        }
+      }
+      waiter.resolve(this.#allocate(waiter.request, token, now));
+      break;
     }
     if (Atomics.load(header, H_OCCUPIED) === 0) {
       for (const notify of this.#closedWaiters) notify();
@@ -359,6 +385,15 @@ export class MemoryStore implements SessionStore {
   }
 
   ownerGone(owner: number): void {
+    this.#deadOwners.add(owner);
+    // Its queued admissions will never build a transport: refuse them and give their tokens back.
+    for (const waiter of this.#waiters.filter((w) => w.request.owner === owner)) {
+      this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+      clearTimeout(waiter.timer);
+      if (waiter.rateToken) this.#rate?.refund(waiter.rateToken);
+      waiter.resolve(this.#refuse('full', 1000));
+    }
+    Atomics.store(this.table.views.header, H_WAITING, this.#waiters.length);
     const { words } = this.table.views;
     for (let slot = 0; slot < this.table.capacity; slot++) {
       const base = slot * SLOT_I32;

@@ -77,6 +77,20 @@ export class RateWindow {
     this.#publish();
   }
 
+  /**
+   * Moves a creation to `now` (an admission that waited for a slot is created
+   * later than it was decided). Keeps every window at most `max`: the entry
+   * leaves its old place and is appended as the newest. Returns the new token.
+   */
+  restamp(token: number, now: number): number {
+    const before = this.#count;
+    this.refund(token);
+    // A token no longer in the ring was pushed out by newer creations: its
+    // creation is outside every window that matters; record the real one only if it fits.
+    if (this.#count === before && !this.check(now).ok) return 0;
+    return this.spend(now);
+  }
+
   /** Creations inside the window at `now`. */
   countAt(now: number): number {
     let n = 0;
