@@ -53,6 +53,8 @@ describe('busy sessions', () => {
     if (!sessionId) throw new Error('no session');
     const found = s.broker.table.lookup(sessionId);
     if (!found.ok) throw new Error('not found');
+    const seenBefore = Number(s.broker.table.views.times[found.ref.slot * 4 + 1]);
+    await new Promise((resolve) => setTimeout(resolve, 5));
     // A raw socket that sends a tools/call producing ~40 MB of SSE, then never reads.
     const url = new URL(s.url);
     const body = JSON.stringify({
@@ -69,7 +71,9 @@ describe('busy sessions', () => {
         `accept: application/json, text/event-stream\r\nmcp-session-id: ${sessionId}\r\n` +
         `mcp-protocol-version: ${LATEST_PROTOCOL_VERSION}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
-    await until(() => s.broker.table.inflight(found.ref) > 0, 5000, 'the call in flight');
+    // The request entered (it touched the session) and has already left again, or will.
+    const lastSeen = () => Number(s.broker.table.views.times[found.ref.slot * 4 + 1]);
+    await until(() => lastSeen() > seenBefore, 5000, 'the call to arrive');
     // The server aborts the stream once the buffer cap is exceeded: the request is no longer in flight
     // although the client has read nothing and the tool had far more to send.
     await until(() => s.broker.table.inflight(found.ref) === 0, 20_000, 'the stream abort');

@@ -14,7 +14,12 @@ describe('the HTTP answers table', () => {
   let bystander: Connected;
 
   beforeAll(async () => {
-    served = await start({ maxSessions: 50, evict: 'none', maxBodyBytes: 64 * 1024 });
+    served = await start({
+      maxSessions: 50,
+      evict: 'none',
+      maxBodyBytes: 64 * 1024,
+      allowedHosts: ['127.0.0.1', 'x:99999'],
+    });
     bystander = await connect(served.url);
   });
   afterAll(async () => {
@@ -128,7 +133,39 @@ describe('the HTTP answers table', () => {
     expect((await rawCall(served.url, sessionId, 'echo', { text: 'x' })).status).toBe(404);
   });
 
+  it('answers a Host outside the loopback names with 403 (DNS rebinding) and creates nothing', async () => {
+    const before = (await served.broker.stats()).createdTotal;
+    const { request } = await import('node:http');
+    const url = new URL(served.url);
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          headers: { host: 'evil.example', 'content-type': 'application/json', accept: ACCEPT },
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (chunk) => {
+            body += chunk;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify(initializeBody()));
+    });
+    expect(answer.status).toBe(403);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: { code: -32000, message: 'Invalid Host: evil.example' } });
+    const foreignOrigin = await post(served.url, initializeBody(), { origin: 'http://evil.example' });
+    expect(foreignOrigin.status).toBe(403);
+    expect((await served.broker.stats()).createdTotal).toBe(before);
+  });
+
   it('answers an initialize with an unparsable Host header with 400 and creates nothing', async () => {
+    // Allowed by the Host policy, but not a valid URL authority.
     const before = (await served.broker.stats()).createdTotal;
     const { request } = await import('node:http');
     const url = new URL(served.url);

@@ -42,6 +42,16 @@ export interface AdmissionOptions {
    */
   busyTimeoutMs?: number;
   /**
+   * Limits per client key (the authenticated principal, or the remote address).
+   * Checks run in a fixed order: per-client rate, global rate, per-client cap,
+   * global cap; a refusal spends no token of either window. At its own cap a
+   * client's own oldest evictable session goes (or it is refused with
+   * `evict: 'none'`), never another client's; at the global cap the victim is
+   * the oldest evictable session of the client holding the most sessions.
+   * @default no per-client limits
+   */
+  perClient?: { maxSessions?: number; rate?: RateLimit };
+  /**
    * How long an admission at capacity waits for an evicted session's owner to
    * confirm its transport is closed before it gives up with 503.
    * @default 10_000
@@ -57,6 +67,7 @@ export interface ResolvedAdmissionOptions {
   readonly maxLifetimeMs: number;
   readonly busyTimeoutMs: number;
   readonly closeTimeoutMs: number;
+  readonly perClient: { readonly maxSessions: number | undefined; readonly rate: RateLimit | undefined } | undefined;
 }
 
 export const ADMISSION_DEFAULTS = {
@@ -102,16 +113,20 @@ export function resolveAdmissionOptions(options: AdmissionOptions): ResolvedAdmi
   if (!(EVICTION_POLICIES as readonly string[]).includes(evict)) {
     throw new RangeError(`options.evict must be one of ${EVICTION_POLICIES.join(', ')}`);
   }
-  let rate: RateLimit | undefined;
-  if (options.rate !== undefined) {
-    if (typeof options.rate !== 'object' || options.rate === null) {
-      throw new TypeError('options.rate must be an object { max, windowMs }');
+  const rate = rateLimit('rate', options.rate);
+  let perClient: ResolvedAdmissionOptions['perClient'];
+  if (options.perClient !== undefined) {
+    if (typeof options.perClient !== 'object' || options.perClient === null) {
+      throw new TypeError('options.perClient must be an object { maxSessions?, rate? }');
     }
-    rate = {
-      max: positiveInteger('rate.max', options.rate.max, MAX_RATE_LIMIT),
-      windowMs: duration('rate.windowMs', options.rate.windowMs, Number.NaN, false),
+    perClient = {
+      maxSessions:
+        options.perClient.maxSessions === undefined
+          ? undefined
+          : positiveInteger('perClient.maxSessions', options.perClient.maxSessions, maxSessions),
+      rate: rateLimit('perClient.rate', options.perClient.rate),
     };
-    if (Number.isNaN(rate.windowMs)) throw new TypeError('options.rate.windowMs must be a number of milliseconds');
+    if (perClient.maxSessions === undefined && perClient.rate === undefined) perClient = undefined;
   }
   return {
     maxSessions,
@@ -121,5 +136,18 @@ export function resolveAdmissionOptions(options: AdmissionOptions): ResolvedAdmi
     maxLifetimeMs: duration('maxLifetimeMs', options.maxLifetimeMs, ADMISSION_DEFAULTS.maxLifetimeMs, true),
     busyTimeoutMs: duration('busyTimeoutMs', options.busyTimeoutMs, ADMISSION_DEFAULTS.busyTimeoutMs, false),
     closeTimeoutMs: duration('closeTimeoutMs', options.closeTimeoutMs, ADMISSION_DEFAULTS.closeTimeoutMs, false),
+    perClient,
+  };
+}
+
+function rateLimit(name: string, value: unknown): RateLimit | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null)
+    throw new TypeError(`options.${name} must be an object { max, windowMs }`);
+  const { max, windowMs } = value as { max?: unknown; windowMs?: unknown };
+  if (windowMs === undefined) throw new TypeError(`options.${name}.windowMs must be a number of milliseconds`);
+  return {
+    max: positiveInteger(`${name}.max`, max, MAX_RATE_LIMIT),
+    windowMs: duration(`${name}.windowMs`, windowMs, 0, false),
   };
 }

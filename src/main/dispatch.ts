@@ -11,6 +11,7 @@ import type { BrokerHandle } from '../broker/index.js';
 import { BrokerError } from '../shared/errors.js';
 import { type HandlerTask, isHelloMessage, type TaskResult, type WireRequest } from '../shared/messages.js';
 import type { SessionRef } from '../shared/types.js';
+import type { ClientIdentity } from './clients.js';
 import type { EventStoreLimits } from './event-store.js';
 import type { HandlerWorkerData } from './handler.js';
 import type { SessionHost } from './host.js';
@@ -22,7 +23,7 @@ export type Routed = { readonly result: TaskResult; readonly port: MessagePort }
 export interface Dispatcher {
   /** Threads that can own sessions (their threadIds). */
   readonly threadIds: readonly number[];
-  initialize(clientKey: string, request: WireRequest): Promise<Routed>;
+  initialize(client: ClientIdentity, request: WireRequest): Promise<Routed>;
   session(sessionId: string, ref: SessionRef, owner: number, request: WireRequest): Promise<Routed>;
   close(): Promise<void>;
 }
@@ -170,14 +171,14 @@ export class PoolDispatcher implements Dispatcher {
     return best;
   }
 
-  async initialize(clientKey: string, request: WireRequest): Promise<Routed> {
+  async initialize(client: ClientIdentity, request: WireRequest): Promise<Routed> {
     if (
       this.#live.size > 0 &&
       [...this.#live].every((id) => (this.#pending.get(id) ?? 0) >= this.#opts.maxPendingPerThread)
     ) {
       return { busy: true };
     }
-    return this.#run({ kind: 'initialize', clientKey, request }, undefined);
+    return this.#run({ kind: 'initialize', clientKey: client.key, binding: client.binding, request }, undefined);
   }
 
   async session(sessionId: string, ref: SessionRef, owner: number, request: WireRequest): Promise<Routed> {
@@ -225,8 +226,8 @@ export class LocalDispatcher implements Dispatcher {
     this.#limits = limits;
   }
 
-  async initialize(clientKey: string, request: WireRequest): Promise<Routed> {
-    return this.#route(await this.#host.initialize(clientKey, request));
+  async initialize(client: ClientIdentity, request: WireRequest): Promise<Routed> {
+    return this.#route(await this.#host.initialize(client.key, client.binding, request));
   }
 
   async session(sessionId: string, _ref: SessionRef, _owner: number, request: WireRequest): Promise<Routed> {

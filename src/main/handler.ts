@@ -66,7 +66,7 @@ export default async function handle(task: HandlerTask): Promise<TaskResult> {
   }
   const dispatched =
     task.kind === 'initialize'
-      ? await host.initialize(task.clientKey, task.request)
+      ? await host.initialize(task.clientKey, task.binding, task.request)
       : await host.request(task.sessionId, task.request);
   if (dispatched.body) pumpToPort(dispatched.body, task.port, data.streamLimits);
   else task.port.close();

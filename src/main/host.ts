@@ -21,6 +21,7 @@ import { Answers, type JsonRpcId, sessionClosedError } from '../shared/jsonrpc.j
 import type { TaskResult, WireRequest } from '../shared/messages.js';
 import type { SessionTable } from '../shared/table.js';
 import type { AdmitRequest, CloseReason, Decision, SessionRef } from '../shared/types.js';
+import { restoreAuth } from './auth.js';
 
 /** What the factory receives for each new session. */
 export interface SessionContext {
@@ -123,8 +124,16 @@ export class SessionHost {
   // ---- requests ------------------------------------------------------------
 
   /** Admits and creates a session for a preflighted initialize, then answers it. */
-  async initialize(clientKey: string, request: WireRequest): Promise<Dispatched> {
-    const decision = await this.#opts.broker.admit({ clientKey, owner: this.#opts.threadId });
+  async initialize(
+    clientKey: string,
+    binding: readonly [number, number] | undefined,
+    request: WireRequest,
+  ): Promise<Dispatched> {
+    const decision = await this.#opts.broker.admit({
+      clientKey,
+      owner: this.#opts.threadId,
+      ...(binding ? { binding } : {}),
+    });
     if (!decision.ok) return { result: { kind: 'refused', refused: decision }, body: null };
     const ref: SessionRef = { slot: decision.slot, gen: decision.gen };
     if (this.#tombstones.get(ref.slot) === ref.gen || !this.#opts.table.isLive(ref)) {
@@ -243,7 +252,7 @@ export class SessionHost {
     for (const id of ids) session.pending.set(id, call);
     const options: { parsedBody?: unknown; authInfo?: AuthInfo } = {};
     if (wire.body !== undefined) options.parsedBody = wire.body;
-    if (wire.authInfo !== undefined) options.authInfo = wire.authInfo as AuthInfo;
+    if (wire.authInfo !== undefined) options.authInfo = restoreAuth(wire.authInfo);
     const handled = session.transport.handleRequest(request, options);
     let raced: Response | CloseReason;
     if (wire.method === 'DELETE') {

@@ -11,9 +11,11 @@ import {
   type ResolvedAdmissionOptions,
   resolveAdmissionOptions,
 } from '../broker/index.js';
+import type { AuthOptions } from './auth.js';
 import { defaultThreads } from './dispatch.js';
 import { DEFAULT_EVENT_STORE_LIMITS, type EventStoreLimits } from './event-store.js';
 import type { ServerFactory } from './host.js';
+import type { OriginPolicy } from './origin.js';
 import type { StreamLimits } from './stream.js';
 
 export interface SessionBrokerOptions extends AdmissionOptions {
@@ -53,8 +55,29 @@ export interface SessionBrokerOptions extends AdmissionOptions {
    * @default { maxEventsPerStream: 32, maxStreams: 8 }
    */
   resumability?: Partial<EventStoreLimits> | false;
-  /** Derives the client key of a request. @default the remote address */
+  /**
+   * Derives the client key of a request (for per-client limits and events).
+   * @default the authenticated principal (`req.auth`, see `auth`), else the remote address
+   */
   clientKey?: (req: IncomingMessage) => string;
+  /**
+   * Proxy hops in front of the server whose `X-Forwarded-For` entries are
+   * trusted for the client address. Only set this behind proxies you run: a
+   * client can write any `X-Forwarded-For` it likes.
+   * @default 0
+   */
+  trustProxy?: number;
+  /**
+   * Require a bearer token on every request, checked with the SDK's
+   * `requireBearerAuth` (401 with `WWW-Authenticate` without a valid one). The
+   * verified principal becomes the client key, and each session is bound to the
+   * principal that created it: any other (or none) gets 404 for it.
+   */
+  auth?: AuthOptions;
+  /** Accepted `Host` headers (`name` or `name:port`); others get 403. @default any (serve(): loopback names when bound to loopback) */
+  allowedHosts?: string[];
+  /** Accepted `Origin` headers (exact); others get 403, requests without one pass. @default any (serve(): loopback origins when bound to loopback) */
+  allowedOrigins?: string[];
   /** Run on a manual clock shared by all threads (tests); drive it with `broker.clock`. @default false */
   manualClock?: boolean;
 }
@@ -71,6 +94,9 @@ export interface ResolvedSessionBrokerOptions {
   readonly cors: string | undefined;
   readonly eventStore: EventStoreLimits | undefined;
   readonly clientKey: ((req: IncomingMessage) => string) | undefined;
+  readonly trustProxy: number;
+  readonly auth: AuthOptions | undefined;
+  readonly originPolicy: OriginPolicy;
   readonly manualClock: boolean;
 }
 
@@ -123,6 +149,35 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
   if (options.clientKey !== undefined && typeof options.clientKey !== 'function') {
     throw new TypeError('options.clientKey must be a function (req) => string');
   }
+  let trustProxy = 0;
+  if (options.trustProxy !== undefined) {
+    if (typeof options.trustProxy !== 'number')
+      throw new TypeError('options.trustProxy must be a non-negative integer');
+    if (!Number.isInteger(options.trustProxy) || options.trustProxy < 0 || options.trustProxy > 16) {
+      throw new RangeError('options.trustProxy must be an integer from 0 to 16');
+    }
+    trustProxy = options.trustProxy;
+  }
+  if (options.auth !== undefined) {
+    if (
+      typeof options.auth !== 'object' ||
+      options.auth === null ||
+      typeof options.auth.verifier?.verifyAccessToken !== 'function'
+    ) {
+      throw new TypeError('options.auth must be { verifier: { verifyAccessToken(token) } }');
+    }
+  }
+  const list = (name: string, value: unknown): string[] | undefined => {
+    if (value === undefined) return undefined;
+    if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || v.length === 0)) {
+      throw new TypeError(`options.${name} must be an array of non-empty strings`);
+    }
+    return value.map((v: string) => (name === 'allowedHosts' ? v.toLowerCase() : v));
+  };
+  const originPolicy: OriginPolicy = {
+    allowedHosts: list('allowedHosts', options.allowedHosts),
+    allowedOrigins: list('allowedOrigins', options.allowedOrigins),
+  };
   const streamWindowBytes = int(
     'streamWindowBytes',
     options.streamWindowBytes,
@@ -162,6 +217,9 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     cors: options.cors,
     eventStore,
     clientKey: options.clientKey,
+    trustProxy,
+    auth: options.auth,
+    originPolicy,
     manualClock: bool('manualClock', options.manualClock, false),
   };
 }
@@ -179,6 +237,12 @@ export interface ServeOptions extends SessionBrokerOptions {
   metricsPort?: number;
   /** Where lifecycle lines go (`created` / `closed`); `false` for none. @default console.error */
   log?: ((line: string) => void) | false;
+  /** Time allowed to receive a request's headers (slow-header attacks), ms. @default 10_000 */
+  headersTimeoutMs?: number;
+  /** Time allowed to receive a whole request, headers and body, ms. @default 30_000 */
+  requestTimeoutMs?: number;
+  /** Largest request head (request line and headers), bytes; larger gets 431. @default 16 KiB */
+  maxHeaderBytes?: number;
 }
 
 export interface ResolvedServeOptions {
@@ -188,9 +252,20 @@ export interface ResolvedServeOptions {
   readonly shutdownTimeoutMs: number;
   readonly metricsPort: number | undefined;
   readonly log: ((line: string) => void) | undefined;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly maxHeaderBytes: number;
 }
 
-export const SERVE_DEFAULTS = { host: '127.0.0.1', port: 3000, path: '/mcp', shutdownTimeoutMs: 10_000 } as const;
+export const SERVE_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 3000,
+  path: '/mcp',
+  shutdownTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  maxHeaderBytes: 16 * 1024,
+} as const;
 
 export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions {
   const port = (name: string, value: unknown, fallback: number | undefined) => {
@@ -215,5 +290,11 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
     shutdownTimeoutMs: duration('shutdownTimeoutMs', options.shutdownTimeoutMs, SERVE_DEFAULTS.shutdownTimeoutMs, true),
     metricsPort: port('metricsPort', options.metricsPort, undefined),
     log: options.log === false ? undefined : (options.log ?? ((line: string) => console.error(line))),
+    headersTimeoutMs: duration('headersTimeoutMs', options.headersTimeoutMs, SERVE_DEFAULTS.headersTimeoutMs, false),
+    requestTimeoutMs: duration('requestTimeoutMs', options.requestTimeoutMs, SERVE_DEFAULTS.requestTimeoutMs, false),
+    maxHeaderBytes:
+      options.maxHeaderBytes === undefined
+        ? SERVE_DEFAULTS.maxHeaderBytes
+        : positiveInteger('maxHeaderBytes', options.maxHeaderBytes, 1024 * 1024),
   };
 }

@@ -1,13 +1,20 @@
 /**
  * `serve()`: a node:http server in front of a `SessionBroker`, with `/metrics`
- * (Prometheus) and `/healthz`, and graceful shutdown.
+ * (Prometheus) and `/healthz`, slow-request limits, DNS-rebinding protection
+ * when bound to loopback, and graceful shutdown.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { BrokerError } from '../shared/errors.js';
-import { Answers } from '../shared/jsonrpc.js';
+import { Answers, type HttpAnswer } from '../shared/jsonrpc.js';
 import { createMetrics } from './metrics.js';
-import { resolveServeOptions, type ServeOptions } from './options.js';
+import {
+  type ResolvedServeOptions,
+  resolveServeOptions,
+  resolveSessionBrokerOptions,
+  type ServeOptions,
+} from './options.js';
+import { isLoopback, loopbackPolicy } from './origin.js';
 import { SessionBroker, send } from './session-broker.js';
 
 export interface Served {
@@ -23,78 +30,133 @@ export interface Served {
 
 export async function serve(options: ServeOptions): Promise<Served> {
   const opts = resolveServeOptions(options);
-  const broker = await SessionBroker.create(options);
+  resolveSessionBrokerOptions(options); // fail on bad options before listening
+  let broker: SessionBroker | undefined;
+  let serveMetrics: ((res: ServerResponse) => void) | undefined;
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (path === '/healthz' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok\n');
+    } else if (!broker) {
+      send(res, Answers.shuttingDown());
+    } else if (path === opts.path) {
+      void broker.handle(req, res);
+    } else if (path === '/metrics' && req.method === 'GET' && opts.metricsPort === undefined) {
+      serveMetrics?.(res);
+    } else {
+      send(res, Answers.notFound());
+    }
+  };
+  const server = harden(createServer({ maxHeaderSize: opts.maxHeaderBytes }, onRequest), opts);
+  let metricsServer: Server | undefined;
+  try {
+    // Listen first: the port (0 picks one) decides the default Host/Origin policy.
+    await listen(server, opts.port, opts.host);
+    const port = (server.address() as AddressInfo).port;
+    const loopback = isLoopback(opts.host) ? loopbackPolicy(port) : undefined;
+    const cors = options.cors && options.cors !== '*' ? [options.cors] : [];
+    broker = await SessionBroker.create({
+      ...options,
+      ...(options.allowedHosts === undefined && loopback?.allowedHosts
+        ? { allowedHosts: [...loopback.allowedHosts] }
+        : {}),
+      ...(options.allowedOrigins === undefined && loopback?.allowedOrigins
+        ? { allowedOrigins: [...loopback.allowedOrigins, ...cors] }
+        : {}),
+    });
+    const metrics = createMetrics(broker);
+    serveMetrics = (res) => {
+      metrics.render().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': metrics.contentType });
+          res.end(text);
+        },
+        () => send(res, Answers.internal('metrics unavailable')),
+      );
+    };
+    if (opts.metricsPort !== undefined) {
+      metricsServer = harden(
+        createServer((req, res) => {
+          if ((req.url ?? '/').split('?', 1)[0] === '/metrics') serveMetrics?.(res);
+          else send(res, Answers.notFound());
+        }),
+        opts,
+      );
+      await listen(metricsServer, opts.metricsPort, opts.host);
+    }
+  } catch (error) {
+    server.close();
+    server.closeAllConnections();
+    await broker?.close({ timeoutMs: 0 });
+    throw error;
+  }
+  const ready = broker;
   const log = opts.log;
   if (log) {
-    broker.on('created', (e) => log(`session created id=${e.id} client=${e.clientKey} thread=${e.owner}`));
-    broker.on('closed', (e) =>
+    ready.on('created', (e) => log(`session created id=${e.id} client=${e.clientKey} thread=${e.owner}`));
+    ready.on('closed', (e) =>
       log(
         `session closed id=${e.id} client=${e.clientKey} thread=${e.owner} reason=${e.reason} durationMs=${e.durationMs}`,
       ),
     );
   }
-  const metrics = createMetrics(broker);
-  const serveMetrics = (res: ServerResponse) => {
-    metrics.render().then(
-      (text) => {
-        res.writeHead(200, { 'content-type': metrics.contentType });
-        res.end(text);
-      },
-      () => send(res, Answers.internal('metrics unavailable')),
-    );
-  };
-  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?', 1)[0];
-    if (path === opts.path) {
-      void broker.handle(req, res);
-    } else if (path === '/healthz' && req.method === 'GET') {
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('ok\n');
-    } else if (path === '/metrics' && req.method === 'GET' && opts.metricsPort === undefined) {
-      serveMetrics(res);
-    } else {
-      send(res, Answers.notFound());
-    }
-  };
-  const server = createServer(onRequest);
-  let metricsServer: Server | undefined;
-  try {
-    await listen(server, opts.port, opts.host);
-    if (opts.metricsPort !== undefined) {
-      metricsServer = createServer((req, res) => {
-        if ((req.url ?? '/').split('?', 1)[0] === '/metrics') serveMetrics(res);
-        else send(res, Answers.notFound());
-      });
-      await listen(metricsServer, opts.metricsPort, opts.host);
-    }
-  } catch (error) {
-    server.close();
-    await broker.close({ timeoutMs: 0 });
-    throw error;
-  }
-  const hostForUrl = (s: Server) => {
+  const origin = (s: Server) => {
     const address = s.address() as AddressInfo;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     return `http://${host}:${address.port}`;
   };
   let closing: Promise<void> | undefined;
   return {
-    url: `${hostForUrl(server)}${opts.path}`,
-    metricsUrl: `${hostForUrl(metricsServer ?? server)}/metrics`,
-    broker,
+    url: `${origin(server)}${opts.path}`,
+    metricsUrl: `${origin(metricsServer ?? server)}/metrics`,
+    broker: ready,
     server,
     close() {
       closing ??= (async () => {
         server.close();
         metricsServer?.close();
         server.closeIdleConnections();
-        await broker.close({ timeoutMs: opts.shutdownTimeoutMs });
+        await ready.close({ timeoutMs: opts.shutdownTimeoutMs });
         server.closeAllConnections();
         metricsServer?.closeAllConnections();
       })();
       return closing;
     },
   };
+}
+
+/**
+ * Limits against slow and oversized requests; the errors Node's parser raises
+ * are answered with JSON-RPC bodies (400, 408, 431) like every other error.
+ */
+function harden(server: Server, opts: ResolvedServeOptions): Server {
+  server.headersTimeout = opts.headersTimeoutMs;
+  server.requestTimeout = opts.requestTimeoutMs;
+  server.keepAliveTimeout = 5_000;
+  server.maxHeadersCount = 100;
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    const answer =
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? Answers.headersTooLarge()
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? Answers.requestTimeout()
+          : Answers.badRequest('malformed HTTP request');
+    socket.end(rawResponse(answer));
+  });
+  return server;
+}
+
+function rawResponse(answer: HttpAnswer): string {
+  const reason =
+    { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[answer.status] ?? '';
+  const headers = { ...answer.headers, connection: 'close', 'content-length': String(Buffer.byteLength(answer.body)) };
+  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}`);
+  return `HTTP/1.1 ${answer.status} ${reason}\r\n${lines.join('\r\n')}\r\n\r\n${answer.body}`;
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

@@ -7,6 +7,7 @@
  */
 import { EventEmitter, once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { type BrokerHandle, startBroker, startInProcessBroker } from '../broker/index.js';
 import type { BrokerError } from '../shared/errors.js';
 import { Answers, type HttpAnswer, refusalAnswer } from '../shared/jsonrpc.js';
@@ -19,6 +20,8 @@ import type {
   SessionEvent,
   SessionRef,
 } from '../shared/types.js';
+import { type Authenticate, bearerAuth, cloneableAuth } from './auth.js';
+import { ClientKeys } from './clients.js';
 import { type Dispatcher, LocalDispatcher, PoolDispatcher, type Routed } from './dispatch.js';
 import { eventStoreFactory } from './event-store.js';
 import { loadFactory } from './factory.js';
@@ -28,6 +31,7 @@ import {
   resolveSessionBrokerOptions,
   type SessionBrokerOptions,
 } from './options.js';
+import { checkOrigin } from './origin.js';
 import { checkGetHeaders, checkPostBody, checkPostHeaders, checkPostMessage } from './preflight.js';
 import { pipePortToResponse } from './stream.js';
 
@@ -56,6 +60,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   #inFlight = 0;
   #drained: (() => void) | undefined;
   readonly #counters: FrontCounters = { queueFull: 0 };
+  readonly #clients: ClientKeys;
+  readonly #authenticate: Authenticate | undefined;
   #closing: Promise<void> | undefined;
   #failed: BrokerError | undefined;
 
@@ -125,6 +131,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   private constructor(opts: ResolvedSessionBrokerOptions, broker: BrokerHandle, dispatcher: Dispatcher) {
     super();
     this.#opts = opts;
+    this.#clients = new ClientKeys({ trustProxy: opts.trustProxy, clientKey: opts.clientKey });
+    this.#authenticate = opts.auth ? bearerAuth(opts.auth) : undefined;
     this.#broker = broker;
     this.#dispatcher = dispatcher;
   }
@@ -184,6 +192,9 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         return;
       }
       if (this.#closing || this.#failed) return send(res, Answers.shuttingDown());
+      const forbidden = checkOrigin(req, this.#opts.originPolicy);
+      if (forbidden) return send(res, forbidden);
+      if (this.#authenticate && !(await this.#authenticate(req, res))) return;
       await this.#route(req, res, parsedBody);
     } catch (error) {
       console.error('[mcp-session-broker] request failed:', error);
@@ -199,8 +210,9 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     const rawId = req.headers['mcp-session-id'];
     const sessionId = Array.isArray(rawId) ? rawId[0] : rawId;
     let ref: SessionRef | undefined;
+    const binding = this.#clients.bindingOf(req);
     if (sessionId !== undefined) {
-      const found = table.lookup(sessionId);
+      const found = table.lookup(sessionId, binding);
       if (!found.ok) return send(res, Answers.sessionNotFound());
       ref = found.ref;
     }
@@ -238,13 +250,13 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     const request = wire(req, check.body);
     if (!request) return send(res, Answers.badRequest('invalid Host header or URL', check.id));
     if (check.isInitialize) {
-      const clientKey = this.#opts.clientKey?.(req) ?? req.socket.remoteAddress ?? 'unknown';
+      const client = this.#clients.identify(req);
       this.#trackInFlight(res);
-      return this.#forward(res, () => this.#dispatcher.initialize(clientKey, request), check.id);
+      return this.#forward(res, () => this.#dispatcher.initialize(client, request), check.id);
     }
     if (!sessionId || !ref) return send(res, Answers.missingSessionId(check.id));
     // Reading the body took time: the session may have expired or closed meanwhile.
-    const still = table.lookup(sessionId);
+    const still = table.lookup(sessionId, binding);
     if (!still.ok) return send(res, Answers.sessionNotFound(check.id));
     return this.#enterAndForward(
       res,
@@ -386,8 +398,8 @@ function wire(req: IncomingMessage, body?: unknown): WireRequest | undefined {
   if (!URL.canParse(url)) return undefined;
   const request: { -readonly [K in keyof WireRequest]: WireRequest[K] } = { method: req.method ?? 'GET', url, headers };
   if (body !== undefined) request.body = body;
-  const auth = (req as { auth?: unknown }).auth;
-  if (auth !== undefined) request.authInfo = auth;
+  const auth = (req as { auth?: AuthInfo }).auth;
+  if (auth !== undefined) request.authInfo = cloneableAuth(auth);
   return request;
 }
 

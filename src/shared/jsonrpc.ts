@@ -69,6 +69,18 @@ export function refusalAnswer(
         headers: { 'retry-after': retryAfter },
         data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
       });
+    case 'client_rate_limited':
+      return errorAnswer(429, ErrorCode.ServerError, 'Too many new sessions from this client', {
+        id,
+        headers: { 'retry-after': retryAfter },
+        data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
+      });
+    case 'client_full':
+      return errorAnswer(429, ErrorCode.ServerError, 'Too many sessions for this client and none can be evicted', {
+        id,
+        headers: { 'retry-after': retryAfter },
+        data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
+      });
     case 'queue_full':
       return errorAnswer(503, ErrorCode.ServerError, 'Server busy: request queue is full', {
         id,
@@ -99,6 +111,11 @@ export const Answers = {
   methodNotAllowed: () =>
     errorAnswer(405, ErrorCode.ServerError, 'Method not allowed', { headers: { allow: 'GET, POST, DELETE' } }),
   notFound: () => errorAnswer(404, ErrorCode.ServerError, 'Not found'),
+  forbidden: (detail: string) => errorAnswer(403, ErrorCode.ServerError, detail),
+  requestTimeout: () =>
+    errorAnswer(408, ErrorCode.ServerError, 'Request Timeout', { headers: { connection: 'close' } }),
+  headersTooLarge: () =>
+    errorAnswer(431, ErrorCode.ServerError, 'Request Header Fields Too Large', { headers: { connection: 'close' } }),
   shuttingDown: () =>
     errorAnswer(503, ErrorCode.ServerError, 'Server is shutting down', {
       headers: { 'retry-after': '1', connection: 'close' },

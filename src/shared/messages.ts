@@ -26,6 +26,8 @@ export interface WireRequest {
 export interface InitializeTask {
   readonly kind: 'initialize';
   readonly clientKey: string;
+  /** The authenticated principal's binding, if any (see AdmitRequest.binding). */
+  readonly binding: readonly [number, number] | undefined;
   readonly request: WireRequest;
   readonly port: MessagePort;
 }

@@ -30,6 +30,7 @@ import {
   LAYOUT_MAGIC,
   LAYOUT_VERSION,
   type Layout,
+  S_CLIENT_HASH,
   S_GEN,
   S_NEXT,
   S_OWNER,
@@ -185,9 +186,10 @@ export class SessionTable {
   /**
    * Validates a session id and returns its slot reference, or why not. O(1): no
    * hash table, one atomic load of the state word, a constant-time compare of
-   * the random words, and the expiry deadlines.
+   * the random words (and of the principal binding, if the session has one),
+   * and the expiry deadlines.
    */
-  lookup(id: string): LookupResult {
+  lookup(id: string, binding?: readonly [number, number]): LookupResult {
     const parsed = parseSessionId(id);
     if (!parsed) return { ok: false, miss: 'malformed' };
     const { slot, gen, rand } = parsed;
@@ -202,6 +204,11 @@ export class SessionTable {
     diff |= Atomics.load(words, base + S_RAND + 1) ^ rand[1];
     diff |= Atomics.load(words, base + S_RAND + 2) ^ rand[2];
     diff |= Atomics.load(words, base + S_RAND + 3) ^ rand[3];
+    // A session bound to an authenticated principal answers only that principal
+    // (a request without one compares as 0, 0 and never matches a binding).
+    const bound0 = Atomics.load(words, base + S_CLIENT_HASH);
+    const bound1 = Atomics.load(words, base + S_CLIENT_HASH + 1);
+    if ((bound0 | bound1) !== 0) diff |= (bound0 ^ (binding?.[0] ?? 0)) | (bound1 ^ (binding?.[1] ?? 0));
     if (diff !== 0) return { ok: false, miss: 'unknown' };
     // The state word is checked again by the compare-and-swap in enter(); a
     // slot recycled between these loads changes its tag and fails there.

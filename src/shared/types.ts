@@ -7,8 +7,11 @@
 export const CLOSE_REASONS = ['deleted', 'evicted', 'idle', 'lifetime', 'shutdown', 'error'] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 
-/** Why the broker refused an admission. The order is the order of the `rejected` counters. */
-export const REJECT_REASONS = ['rate_limited', 'full'] as const;
+/**
+ * Why the broker refused an admission. The order is the order of the `rejected`
+ * counters. `rate_limited`/`full` are the global limits; `client_*` a client's own.
+ */
+export const REJECT_REASONS = ['rate_limited', 'full', 'client_rate_limited', 'client_full'] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /** What happens to the oldest or idlest session when the cap is reached. */
@@ -44,6 +47,12 @@ export interface AdmitRequest {
   readonly clientKey: string;
   /** The thread that will own the session's transport (its `threadId`; 0 for the main thread). */
   readonly owner: number;
+  /**
+   * For an authenticated principal: a 64-bit keyed hash of it (two 32-bit
+   * words, not both 0). The session then answers only requests that carry the
+   * same principal. Absent for clients known only by their address.
+   */
+  readonly binding?: readonly [number, number];
 }
 
 /** A session came to life. */

@@ -18,6 +18,7 @@ import {
   H_LIVE,
   H_OCCUPIED,
   H_WAITING,
+  S_CLIENT_HASH,
   S_GEN,
   S_NEXT,
   S_OWNER,
@@ -74,14 +75,34 @@ interface SlotMeta {
   id: string;
   clientKey: string;
   rateToken: number;
+  clientToken: number;
+  client: ClientEntry | undefined;
   closeRequested: boolean;
 }
 
+/** An admission waiting for a slot to be freed for it. */
 interface Waiter {
   readonly request: AdmitRequest;
-  readonly rateToken: number;
+  /** Token in the global window (0: none). */
+  rateToken: number;
+  /** The client's entry and its token in the client's window (per-client limits only). */
+  readonly client: ClientEntry | undefined;
+  clientToken: number;
+  /** The slot being evicted for this admission, or -1 for any slot that frees up. */
+  readonly victim: number;
   readonly timer: NodeJS.Timeout;
   readonly resolve: (decision: Decision) => void;
+}
+
+/** A client's standing (per-client limits only). Broker-local. */
+interface ClientEntry {
+  readonly key: string;
+  /** Sessions holding a slot (live or closing) plus admissions waiting for one. */
+  count: number;
+  /** The client's slots in creation order (linked through #clientPrev/#clientNext). */
+  head: number;
+  tail: number;
+  readonly rate: RateWindow | undefined;
 }
 
 const NO_DEADLINE_RETRY_MS = 5_000;
@@ -94,7 +115,17 @@ export class MemoryStore implements SessionStore {
   readonly #onEvent: SessionEventListener | undefined;
   readonly #rate: RateWindow | undefined;
   readonly #meta: Array<SlotMeta | undefined>;
+  /** Admissions waiting for any slot that frees up, in arrival order. */
   readonly #waiters: Waiter[] = [];
+  /** Admissions waiting for the slot evicted for them, by that slot. */
+  readonly #bound = new Map<number, Waiter>();
+  /** Clients holding sessions or waiting (per-client limits only). */
+  readonly #clients = new Map<string, ClientEntry>();
+  /** Clients with nothing held, least recently used first: recycled when the table is full. */
+  readonly #idleClients = new Map<string, ClientEntry>();
+  readonly #clientLimit: number;
+  readonly #clientPrev: Int32Array;
+  readonly #clientNext: Int32Array;
   readonly #sweepTimer: NodeJS.Timeout | undefined;
   readonly #closedWaiters = new Set<() => void>();
   /** Threads known to be gone: an admission still in transit from one is refused. */
@@ -118,6 +149,11 @@ export class MemoryStore implements SessionStore {
     this.table = options.now ? new SessionTable(table.buffer, options.now) : table;
     this.#rate = a.rate ? new RateWindow(this.table.views.rate, this.table.views.header, a.rate.windowMs) : undefined;
     this.#meta = new Array(a.maxSessions);
+    // Every client holding a session keeps its entry: there are at most
+    // maxSessions of those, plus room for clients that currently hold none.
+    this.#clientLimit = a.maxSessions + 64;
+    this.#clientPrev = new Int32Array(a.perClient ? a.maxSessions : 0).fill(-1);
+    this.#clientNext = new Int32Array(a.perClient ? a.maxSessions : 0).fill(-1);
     const timeouts = [a.idleTimeoutMs, a.maxLifetimeMs].filter((ms) => ms > 0);
     if (timeouts.length > 0) {
       const interval = options.sweepIntervalMs ?? Math.min(1000, Math.max(50, Math.floor(Math.min(...timeouts) / 10)));
@@ -131,39 +167,139 @@ export class MemoryStore implements SessionStore {
   admit(request: AdmitRequest): Promise<Decision> {
     if (this.#shuttingDown || this.#deadOwners.has(request.owner)) return Promise.resolve(this.#refuse('full', 1000));
     const now = this.table.now();
-    // 1. Rate: checked first, spent last, so a refusal spends nothing.
+    const perClient = this.#opts.perClient;
+    const client = perClient ? this.#peekClient(request.clientKey) : undefined;
+    // Limits are checked in a fixed order and tokens spent only once every check
+    // passed, so a refusal spends nothing and evicts nothing.
+    // 1. The client's rate.
+    if (client?.rate) {
+      const check = client.rate.check(now);
+      if (!check.ok) return Promise.resolve(this.#refuse('client_rate_limited', check.retryAfterMs));
+    }
+    // 2. The global rate.
     if (this.#rate) {
       const check = this.#rate.check(now);
       if (!check.ok) return Promise.resolve(this.#refuse('rate_limited', check.retryAfterMs));
     }
+    // 3. The client's cap: its own oldest evictable session makes room.
+    if (perClient?.maxSessions !== undefined && client && client.count >= perClient.maxSessions) {
+      this.sweep();
+      if (client.count >= perClient.maxSessions) {
+        // One of its own sessions already closing (expired, say) and not yet spoken for makes room.
+        const closing = this.#unclaimedClosing(this.#clientSlots(client));
+        if (closing >= 0) return this.#wait(request, now, closing);
+        const victim = this.#opts.evict === 'none' ? -1 : this.#evictFrom(this.#clientSlots(client), now);
+        if (victim < 0)
+          return Promise.resolve(this.#refuse('client_full', this.#retryAfter(this.#clientSlots(client), now)));
+        return this.#wait(request, now, victim);
+      }
+    }
+    // 4. The global cap.
     const header = this.table.views.header;
-    // 2. Capacity.
     if (Atomics.load(header, H_OCCUPIED) < this.#opts.maxSessions && this.#waiters.length === 0) {
-      const token = this.#rate?.spend(now) ?? 0;
-      return Promise.resolve(this.#allocate(request, token, now));
+      const [rateToken, clientToken, entry] = this.#spend(request.clientKey, now);
+      if (entry) entry.count++;
+      return Promise.resolve(this.#allocate(request, rateToken, clientToken, entry, now));
     }
     // At capacity: expired sessions go first (with their own reason), then one victim.
     this.sweep();
-    const unclaimed = Atomics.load(header, H_CLOSING) - this.#waiters.length;
-    if (unclaimed <= 0) {
-      const victim = this.#opts.evict === 'none' ? -1 : this.#pickVictim(now);
-      if (victim < 0) return Promise.resolve(this.#refuse('full', this.#fullRetryAfter(now)));
+    const unclaimed = Atomics.load(header, H_CLOSING) - this.#bound.size - this.#waiters.length;
+    if (unclaimed > 0) return this.#wait(request, now, -1);
+    const victim = this.#opts.evict === 'none' ? -1 : this.#pickVictim(now);
+    if (victim < 0) return Promise.resolve(this.#refuse('full', this.#retryAfter(this.#allSlots(), now)));
+    return this.#wait(request, now, victim);
+  }
+
+  /** The first of `slots` that is closing and not awaited by an admission, or -1. */
+  #unclaimedClosing(slots: Iterable<number>): number {
+    const words = this.table.views.words;
+    for (const slot of slots) {
+      if (wordState(Atomics.load(words, slot * SLOT_I32 + S_STATE)) === ST_CLOSING && !this.#bound.has(slot))
+        return slot;
     }
-    // 3. Spend the token now and wait for a slot to be freed for us.
-    const token = this.#rate?.spend(now) ?? 0;
+    return -1;
+  }
+
+  /** Spends the admission's tokens (global and the client's); returns them and the client's entry. */
+  #spend(clientKey: string, now: number): [number, number, ClientEntry | undefined] {
+    const rateToken = this.#rate?.spend(now) ?? 0;
+    if (!this.#opts.perClient) return [rateToken, 0, undefined];
+    const entry = this.#obtainClient(clientKey);
+    return [rateToken, entry.rate?.spend(now) ?? 0, entry];
+  }
+
+  /** Spends the tokens now and waits for a slot: the victim's (>= 0) or any that frees up (-1). */
+  #wait(request: AdmitRequest, now: number, victim: number): Promise<Decision> {
+    const [rateToken, clientToken, entry] = this.#spend(request.clientKey, now);
+    if (entry) entry.count++;
     return new Promise<Decision>((resolve) => {
       const timer = setTimeout(() => {
-        const i = this.#waiters.indexOf(waiter);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        Atomics.store(header, H_WAITING, this.#waiters.length);
-        if (token) this.#rate?.refund(token);
+        // The evicted session's owner never confirmed: give up, give the tokens back.
+        this.#unqueue(waiter);
+        this.#release(waiter);
         resolve(this.#refuse('full', 1000));
       }, this.#opts.closeTimeoutMs);
       timer.unref();
-      const waiter: Waiter = { request, rateToken: token, timer, resolve };
-      this.#waiters.push(waiter);
-      Atomics.store(header, H_WAITING, this.#waiters.length);
+      const waiter: Waiter = { request, rateToken, client: entry, clientToken, victim, timer, resolve };
+      if (victim >= 0) this.#bound.set(victim, waiter);
+      else this.#waiters.push(waiter);
+      this.#publishWaiting();
     });
+  }
+
+  #unqueue(waiter: Waiter): void {
+    if (waiter.victim >= 0) {
+      if (this.#bound.get(waiter.victim) === waiter) this.#bound.delete(waiter.victim);
+    } else {
+      const i = this.#waiters.indexOf(waiter);
+      if (i >= 0) this.#waiters.splice(i, 1);
+    }
+    clearTimeout(waiter.timer);
+    this.#publishWaiting();
+  }
+
+  /** A waiter that will not be admitted: its tokens and its client reservation go back. */
+  #release(waiter: Waiter): void {
+    if (waiter.rateToken) this.#rate?.refund(waiter.rateToken);
+    if (waiter.client) {
+      if (waiter.clientToken) waiter.client.rate?.refund(waiter.clientToken);
+      this.#clientDone(waiter.client);
+    }
+  }
+
+  #publishWaiting(): void {
+    Atomics.store(this.table.views.header, H_WAITING, this.#waiters.length + this.#bound.size);
+  }
+
+  /** Grants a freed slot to the admission waiting for it (bound to it, else the oldest unbound). */
+  #grant(slot: number): void {
+    for (;;) {
+      const waiter = this.#bound.get(slot) ?? this.#waiters[0];
+      if (!waiter) return;
+      this.#unqueue(waiter);
+      const now = this.table.now();
+      // The creation happens now, not when it was decided: move its tokens to now.
+      if (waiter.rateToken && this.#rate) {
+        waiter.rateToken = this.#rate.restamp(waiter.rateToken, now);
+        if (waiter.rateToken === 0) {
+          this.#release(waiter);
+          const check = this.#rate.check(now);
+          waiter.resolve(this.#refuse('rate_limited', check.ok ? 1000 : check.retryAfterMs));
+          continue;
+        }
+      }
+      if (waiter.clientToken && waiter.client?.rate) {
+        waiter.clientToken = waiter.client.rate.restamp(waiter.clientToken, now);
+        if (waiter.clientToken === 0) {
+          this.#release(waiter);
+          const check = waiter.client.rate.check(now);
+          waiter.resolve(this.#refuse('client_rate_limited', check.ok ? 1000 : check.retryAfterMs));
+          continue;
+        }
+      }
+      waiter.resolve(this.#allocate(waiter.request, waiter.rateToken, waiter.clientToken, waiter.client, now));
+      return;
+    }
   }
 
   /** Listeners run outside the store's bookkeeping: a throwing listener cannot leave it half-done. */
@@ -184,8 +320,17 @@ export class MemoryStore implements SessionStore {
     return { ok: false, reason, retryAfterMs: Math.max(1000, Math.ceil(retryAfterMs)) };
   }
 
-  /** Takes a free slot and publishes it live, holding its initialize request (in-flight 1). */
-  #allocate(request: AdmitRequest, rateToken: number, now: number): Decision {
+  /**
+   * Takes a free slot and publishes it live, holding its initialize request
+   * (in-flight 1). The client's reservation (`count`) was made by the caller.
+   */
+  #allocate(
+    request: AdmitRequest,
+    rateToken: number,
+    clientToken: number,
+    client: ClientEntry | undefined,
+    now: number,
+  ): Decision {
     const { header, words, times, header64 } = this.table.views;
     const slot = Atomics.load(header, H_FREE_HEAD);
     if (slot < 0) throw new Error('session table invariant broken: no free slot below capacity');
@@ -197,14 +342,17 @@ export class MemoryStore implements SessionStore {
     for (let i = 0; i < 4; i++) Atomics.store(words, base + S_RAND + i, rand[i] ?? 0);
     Atomics.store(words, base + S_OWNER, request.owner);
     Atomics.store(words, base + S_REASON, -1);
+    Atomics.store(words, base + S_CLIENT_HASH, request.binding?.[0] ?? 0);
+    Atomics.store(words, base + S_CLIENT_HASH + 1, request.binding?.[1] ?? 0);
     const tbase = slot * SLOT_I64;
     const stamp = BigInt(now);
     Atomics.store(times, tbase + T_CREATED, stamp);
     Atomics.store(times, tbase + T_LAST_SEEN, stamp);
     Atomics.store(times, tbase + T_BUSY_SINCE, stamp);
     this.#linkTail(slot);
+    if (client) this.#linkClient(client, slot);
     const id = formatSessionId(slot, gen, rand);
-    this.#meta[slot] = { id, clientKey: request.clientKey, rateToken, closeRequested: false };
+    this.#meta[slot] = { id, clientKey: request.clientKey, rateToken, clientToken, client, closeRequested: false };
     Atomics.add(header, H_OCCUPIED, 1);
     Atomics.add(header, H_LIVE, 1);
     Atomics.add(header64, B_CREATED_TOTAL, 1n);
@@ -214,12 +362,46 @@ export class MemoryStore implements SessionStore {
     return { ok: true, id, slot, gen };
   }
 
-  /** Marks the chosen victim closing and asks its owner to close it; returns its slot, or -1. */
+  /**
+   * Marks the victim for an admission at the global cap closing and asks its
+   * owner to close it; returns its slot, or -1 when nothing can be evicted.
+   * With per-client limits, the victim is the oldest evictable session of the
+   * client holding the most sessions (so many addresses cannot push out one
+   * quiet client); otherwise the oldest (or idlest) of all.
+   */
   #pickVictim(now: number): number {
-    const candidates = this.#opts.evict === 'idlest' ? this.#byIdleness(now) : this.#byCreation();
+    if (this.#opts.perClient) {
+      const heaviest = [...this.#clients.values()].sort((a, b) => b.count - a.count);
+      for (const client of heaviest) {
+        const victim = this.#evictFrom(this.#clientSlots(client), now);
+        if (victim >= 0) return victim;
+      }
+      return -1;
+    }
+    return this.#evictFrom(this.#opts.evict === 'idlest' ? this.#byIdleness(now) : this.#byCreation(), now);
+  }
+
+  /** Begins closing the first evictable slot among `candidates`; returns it, or -1. */
+  #evictFrom(candidates: Iterable<number>, now: number): number {
     // A candidate that a request entered since we looked fails the compare-and-swap: try the next.
     for (const slot of candidates) if (this.#beginClose(slot, 'evicted', now, false)) return slot;
     return -1;
+  }
+
+  *#allSlots(): Generator<number> {
+    for (let slot = 0; slot < this.table.capacity; slot++) yield slot;
+  }
+
+  /** A client's slots, oldest first (with evict: 'idlest', least recently active first). */
+  *#clientSlots(client: ClientEntry): Generator<number> {
+    const slots: number[] = [];
+    for (let slot = client.head; slot >= 0; slot = this.#clientNext[slot] ?? -1) slots.push(slot);
+    if (this.#opts.evict === 'idlest') {
+      const times = this.table.views.times;
+      const seen = (slot: number) => Number(Atomics.load(times, slot * SLOT_I64 + T_LAST_SEEN));
+      slots.sort((a, b) => seen(a) - seen(b));
+    }
+    yield* slots;
   }
 
   *#byCreation(): Generator<number> {
@@ -293,13 +475,15 @@ export class MemoryStore implements SessionStore {
     );
   }
 
-  #fullRetryAfter(now: number): number {
-    // The soonest moment a slot could free up on its own: an idle or lifetime
-    // deadline, or a busy timeout ending.
+  /**
+   * The soonest moment one of `slots` could free up on its own: an idle or
+   * lifetime deadline, or a busy timeout ending.
+   */
+  #retryAfter(slots: Iterable<number>, now: number): number {
     const { words, times } = this.table.views;
     const { idleTimeoutMs, maxLifetimeMs, busyTimeoutMs } = this.#opts;
     let soonest = Number.POSITIVE_INFINITY;
-    for (let slot = 0; slot < this.table.capacity; slot++) {
+    for (const slot of slots) {
       const word = Atomics.load(words, slot * SLOT_I32 + S_STATE);
       if (wordState(word) === ST_CLOSING) return 1000;
       if (wordState(word) !== ST_LIVE) continue;
@@ -347,6 +531,11 @@ export class MemoryStore implements SessionStore {
     this.#unlink(ref.slot);
     this.#meta[ref.slot] = undefined;
     if (options.refund && meta?.rateToken) this.#rate?.refund(meta.rateToken);
+    if (meta?.client) {
+      if (options.refund && meta.clientToken) meta.client.rate?.refund(meta.clientToken);
+      this.#unlinkClient(meta.client, ref.slot);
+      this.#clientDone(meta.client);
+    }
     Atomics.add(header64, B_CLOSED_TOTAL + CLOSE_REASONS.indexOf(finalReason), 1n);
     // The slot goes to the next waiting admission, or back to the free list.
     Atomics.store(words, base + S_NEXT, Atomics.load(header, H_FREE_HEAD));
@@ -362,23 +551,7 @@ export class MemoryStore implements SessionStore {
         at: Date.now(),
       });
     }
-    for (let waiter = this.#waiters.shift(); waiter; waiter = this.#waiters.shift()) {
-      Atomics.store(header, H_WAITING, this.#waiters.length);
-      clearTimeout(waiter.timer);
-      const now = this.table.now();
-      let token = 0;
-      if (waiter.rateToken && this.#rate) {
-        // The creation happens now, not when it was decided: move its token to now.
-        token = this.#rate.restamp(waiter.rateToken, now);
-        if (token === 0) {
-          const check = this.#rate.check(now);
-          waiter.resolve(this.#refuse('rate_limited', check.ok ? 1000 : check.retryAfterMs));
-          continue;
-        }
-      }
-      waiter.resolve(this.#allocate(waiter.request, token, now));
-      break;
-    }
+    this.#grant(ref.slot);
     if (Atomics.load(header, H_OCCUPIED) === 0) {
       for (const notify of this.#closedWaiters) notify();
     }
@@ -387,13 +560,12 @@ export class MemoryStore implements SessionStore {
   ownerGone(owner: number): void {
     this.#deadOwners.add(owner);
     // Its queued admissions will never build a transport: refuse them and give their tokens back.
-    for (const waiter of this.#waiters.filter((w) => w.request.owner === owner)) {
-      this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
-      clearTimeout(waiter.timer);
-      if (waiter.rateToken) this.#rate?.refund(waiter.rateToken);
+    for (const waiter of [...this.#waiters, ...this.#bound.values()]) {
+      if (waiter.request.owner !== owner) continue;
+      this.#unqueue(waiter);
+      this.#release(waiter);
       waiter.resolve(this.#refuse('full', 1000));
     }
-    Atomics.store(this.table.views.header, H_WAITING, this.#waiters.length);
     const { words } = this.table.views;
     for (let slot = 0; slot < this.table.capacity; slot++) {
       const base = slot * SLOT_I32;
@@ -414,6 +586,74 @@ export class MemoryStore implements SessionStore {
       const expired = this.table.expiry(slot, word, now);
       if (expired) this.#beginClose(slot, expired, now, expired === 'lifetime');
     }
+  }
+
+  // ---- clients (per-client limits), broker-only ---------------------------------
+
+  /** The client's entry if it has one (never creates). */
+  #peekClient(key: string): ClientEntry | undefined {
+    return this.#clients.get(key) ?? this.#idleClients.get(key);
+  }
+
+  /**
+   * The client's entry, made active. A new client takes a fresh entry; when the
+   * table is full, the least recently used client holding nothing is recycled
+   * (its rate history is lost; the global window still holds).
+   */
+  #obtainClient(key: string): ClientEntry {
+    let entry = this.#clients.get(key);
+    if (entry) return entry;
+    entry = this.#idleClients.get(key);
+    if (entry) {
+      this.#idleClients.delete(key);
+    } else {
+      if (this.#clients.size + this.#idleClients.size >= this.#clientLimit) {
+        const oldest = this.#idleClients.keys().next().value;
+        if (oldest !== undefined) this.#idleClients.delete(oldest);
+      }
+      const rate = this.#opts.perClient?.rate;
+      entry = {
+        key,
+        count: 0,
+        head: -1,
+        tail: -1,
+        rate: rate ? new RateWindow(new Float64Array(rate.max), undefined, rate.windowMs) : undefined,
+      };
+    }
+    this.#clients.set(key, entry);
+    return entry;
+  }
+
+  /** One session (or reservation) of the client is gone; an entry holding nothing becomes idle. */
+  #clientDone(entry: ClientEntry): void {
+    entry.count--;
+    if (entry.count > 0 || this.#clients.get(entry.key) !== entry) return;
+    this.#clients.delete(entry.key);
+    this.#idleClients.set(entry.key, entry);
+  }
+
+  #linkClient(entry: ClientEntry, slot: number): void {
+    this.#clientPrev[slot] = entry.tail;
+    this.#clientNext[slot] = -1;
+    if (entry.tail >= 0) this.#clientNext[entry.tail] = slot;
+    else entry.head = slot;
+    entry.tail = slot;
+  }
+
+  #unlinkClient(entry: ClientEntry, slot: number): void {
+    const prev = this.#clientPrev[slot] ?? -1;
+    const next = this.#clientNext[slot] ?? -1;
+    if (prev >= 0) this.#clientNext[prev] = next;
+    else entry.head = next;
+    if (next >= 0) this.#clientPrev[next] = prev;
+    else entry.tail = prev;
+    this.#clientPrev[slot] = -1;
+    this.#clientNext[slot] = -1;
+  }
+
+  /** Clients with an entry (holding sessions or not), for tests and stats. */
+  get clientEntries(): number {
+    return this.#clients.size + this.#idleClients.size;
   }
 
   // ---- FIFO list (creation order), broker-only ---------------------------------
@@ -469,7 +709,7 @@ export class MemoryStore implements SessionStore {
       transportsByThread: this.table.transportsByThread(),
       transports: this.table.transports(),
       fifoLength: Atomics.load(header, H_FIFO_LENGTH),
-      waiting: this.#waiters.length,
+      waiting: this.#waiters.length + this.#bound.size,
       createdTotal: Number(Atomics.load(header64, B_CREATED_TOTAL)),
       closedTotal,
       rejectedTotal,
@@ -480,9 +720,9 @@ export class MemoryStore implements SessionStore {
   async shutdown(timeoutMs: number): Promise<void> {
     this.#shuttingDown = true;
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
-    for (const waiter of this.#waiters.splice(0)) {
-      clearTimeout(waiter.timer);
-      if (waiter.rateToken) this.#rate?.refund(waiter.rateToken);
+    for (const waiter of [...this.#waiters, ...this.#bound.values()]) {
+      this.#unqueue(waiter);
+      this.#release(waiter);
       waiter.resolve(this.#refuse('full', 1000));
     }
     const now = this.table.now();

@@ -13,14 +13,15 @@ export class RateWindow {
   readonly max: number;
   readonly windowMs: number;
   readonly #ring: Float64Array;
-  readonly #header: Int32Array;
+  readonly #header: Int32Array | undefined;
   /** Token (sequence number) of each ring entry, for refunds. Broker-local. */
   readonly #tokens: Float64Array;
   #head = 0;
   #count = 0;
   #nextToken = 1;
 
-  constructor(ring: Float64Array, header: Int32Array, windowMs: number) {
+  /** `header` receives the ring's head and count for readers of the shared buffer (the global window only). */
+  constructor(ring: Float64Array, header: Int32Array | undefined, windowMs: number) {
     this.max = ring.length;
     this.windowMs = windowMs;
     this.#ring = ring;
@@ -102,6 +103,7 @@ export class RateWindow {
 
   #publish(): void {
     // Published for readers of the shared buffer (stats, tools); decisions never read these back.
+    if (!this.#header) return;
     Atomics.store(this.#header, H_RATE_HEAD, this.#head);
     Atomics.store(this.#header, H_RATE_COUNT, this.#count);
   }
