@@ -109,6 +109,15 @@ describe('the HTTP answers table', () => {
     expect((await json(res)).error.message).toMatch(/Unsupported protocol version/);
   });
 
+  it('answers an initialize sent as a notification (no id) with 400 and creates nothing', async () => {
+    const before = (await served.broker.stats()).createdTotal;
+    const { id: _, ...notification } = initializeBody();
+    const res = await post(served.url, notification);
+    expect(res.status).toBe(400);
+    expect((await json(res)).error.code).toBe(-32600);
+    expect((await served.broker.stats()).createdTotal).toBe(before);
+  });
+
   it('answers a batch with two initializes with 400 -32600', async () => {
     const res = await post(served.url, [initializeBody(1), initializeBody(2)]);
     expect(res.status).toBe(400);

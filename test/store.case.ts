@@ -333,6 +333,92 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
+    describe('per-client limits', () => {
+      it('limits one client by its own rate without touching others', async () => {
+        const h = await harness(suite, { maxSessions: 10, perClient: { rate: { max: 2, windowMs: 1_000 } } });
+        await h.idleSession('a');
+        await h.idleSession('a');
+        expect(await h.admit('a')).toEqual({ ok: false, reason: 'client_rate_limited', retryAfterMs: 1000 });
+        expect((await h.admit('b')).ok).toBe(true);
+        h.advance(1_000);
+        expect((await h.admit('a')).ok).toBe(true);
+        await h.dispose();
+      });
+
+      it("evicts a client's own oldest session at its cap, never another client's", async () => {
+        const h = await harness(suite, { maxSessions: 10, perClient: { maxSessions: 2 } });
+        const b = await h.idleSession('b');
+        const a1 = await h.idleSession('a');
+        const a2 = await h.idleSession('a');
+        const a3 = await h.admitOk('a');
+        expect(h.closes.map((c) => c.ref.slot)).toEqual([a1.slot]);
+        expect([h.lookup(b.id).ok, h.lookup(a1.id).ok, h.lookup(a2.id).ok, h.lookup(a3.id).ok]).toEqual([
+          true,
+          false,
+          true,
+          true,
+        ]);
+        await h.dispose();
+      });
+
+      it('refuses a client at its cap with eviction off (client_full), others still admitted', async () => {
+        const h = await harness(suite, { maxSessions: 10, evict: 'none', perClient: { maxSessions: 1 } });
+        await h.idleSession('a');
+        const refused = await h.admit('a');
+        expect(refused).toMatchObject({ ok: false, reason: 'client_full' });
+        expect((await h.admit('b')).ok).toBe(true);
+        expect(h.closes).toHaveLength(0);
+        await h.dispose();
+      });
+
+      it('at the global cap, evicts the oldest evictable session of the client holding the most', async () => {
+        const h = await harness(suite, { maxSessions: 5, perClient: { maxSessions: 5 } });
+        const quiet = await h.idleSession('quiet'); // the oldest session of all
+        const noisy = [];
+        for (let i = 0; i < 4; i++) noisy.push(await h.idleSession('noisy'));
+        await h.admitOk('third');
+        expect(h.closes.map((c) => c.ref.slot)).toEqual([noisy[0]?.slot]);
+        expect(h.lookup(quiet.id).ok).toBe(true);
+        await h.dispose();
+      });
+
+      it('checks in order (client rate, global rate, client cap, global cap) and spends all tokens or none', async () => {
+        const h = await harness(suite, {
+          maxSessions: 10,
+          evict: 'none',
+          rate: { max: 3, windowMs: 1_000 },
+          perClient: { maxSessions: 1, rate: { max: 2, windowMs: 1_000 } },
+        });
+        const a = await h.idleSession('a');
+        // a is at its cap: refused without spending a's or the global token.
+        expect(await h.admit('a')).toMatchObject({ ok: false, reason: 'client_full' });
+        h.store.closed(a, 'deleted');
+        expect((await h.admit('a')).ok).toBe(true); // a's second token, global's second
+        // a's own rate is now spent (2 per window): refused before the global rate or any cap.
+        expect(await h.admit('a')).toMatchObject({ ok: false, reason: 'client_rate_limited' });
+        expect((await h.admit('b')).ok).toBe(true); // global's third
+        expect(await h.admit('c')).toMatchObject({ ok: false, reason: 'rate_limited' });
+        // c spent nothing of its own: once the global window moves, c gets in.
+        h.advance(1_000);
+        expect((await h.admit('c')).ok).toBe(true);
+        await h.dispose();
+      });
+
+      it('never lets a client hold more live sessions than its cap, even while its victim closes', async () => {
+        const h = await harness(suite, { maxSessions: 10, perClient: { maxSessions: 2 } }, false);
+        await h.idleSession('a');
+        await h.idleSession('a');
+        const third = h.admit('a');
+        await h.settle();
+        // The victim has not confirmed its close: the client's third is not admitted yet.
+        expect(h.store.stats().occupied).toBe(2);
+        h.closes[0]?.confirm();
+        expect((await third).ok).toBe(true);
+        expect(h.store.stats().occupied).toBe(2);
+        await h.dispose();
+      });
+    });
+
     it('closes everything with reason shutdown and then refuses', async () => {
       const h = await harness(suite, { maxSessions: 3 });
       await h.idleSession();

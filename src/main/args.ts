@@ -31,6 +31,14 @@ Flags:
   --shutdown-timeout DURATION  grace for in-flight requests on SIGINT/SIGTERM (default 10s)
   --metrics-port N         serve /metrics on this port instead of the main one
   --cors ORIGIN            allow this CORS origin ("*" for any); off by default
+  --auth MODULE            require bearer tokens: MODULE default-exports a verifier
+                           ({ verifyAccessToken(token) } or (token) => AuthInfo); sessions are
+                           bound to the principal that created them
+  --per-client-max N       most live sessions per client (its own oldest is evicted first)
+  --per-client-rate N/DURATION  most sessions created per client per window
+  --trust-proxy N          proxy hops whose X-Forwarded-For is trusted for the client address (default 0)
+  --allowed-hosts LIST     comma-separated Host values accepted (default: loopback names when bound to loopback)
+  --allowed-origins LIST   comma-separated Origin values accepted (default: loopback origins when bound to loopback)
   --resume-events N        SSE events kept per stream for Last-Event-ID resumption; 0 = off (default 32)
   --quiet                  no session lifecycle lines on stderr
   -h, --help               this text
@@ -41,7 +49,10 @@ Durations: 500ms, 2s, 1m, 4h, 1d.`;
 export class UsageError extends Error {}
 
 /** Turns argv (after the command name) into serve() options. Throws UsageError or RangeError/TypeError. */
-export function parseServeArgs(argv: string[]): ServeOptions | 'help' | 'version' {
+/** serve() options, plus the path of an auth module to load (`--auth`). */
+export type CliServeOptions = ServeOptions & { authModule?: string };
+
+export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'version' {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -63,6 +74,12 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' | 'version
       'metrics-port': { type: 'string' },
       cors: { type: 'string' },
       'resume-events': { type: 'string' },
+      auth: { type: 'string' },
+      'per-client-max': { type: 'string' },
+      'per-client-rate': { type: 'string' },
+      'trust-proxy': { type: 'string' },
+      'allowed-hosts': { type: 'string' },
+      'allowed-origins': { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
@@ -102,8 +119,24 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' | 'version
   const resumeEvents = int('resume-events', values['resume-events']);
   if (resumeEvents !== undefined)
     options.resumability = resumeEvents === 0 ? false : { maxEventsPerStream: resumeEvents };
+  const perClientMax = int('per-client-max', values['per-client-max']);
+  if (perClientMax !== undefined || values['per-client-rate'] !== undefined) {
+    options.perClient = {
+      ...(perClientMax !== undefined ? { maxSessions: perClientMax } : {}),
+      ...(values['per-client-rate'] !== undefined ? { rate: parseRate(values['per-client-rate']) } : {}),
+    };
+  }
+  const trustProxy = int('trust-proxy', values['trust-proxy']);
+  if (trustProxy !== undefined) options.trustProxy = trustProxy;
+  const list = (value: string) =>
+    value
+      .split(',')
+      .map((v) => v.trim())
+      .filter((v) => v.length > 0);
+  if (values['allowed-hosts'] !== undefined) options.allowedHosts = list(values['allowed-hosts']);
+  if (values['allowed-origins'] !== undefined) options.allowedOrigins = list(values['allowed-origins']);
   if (values.quiet) options.log = false;
-  return options;
+  return values.auth === undefined ? options : { ...options, authModule: values.auth };
 }
 
 const FLAG_OF_OPTION: Record<string, string> = {
@@ -124,6 +157,13 @@ const FLAG_OF_OPTION: Record<string, string> = {
   cors: '--cors',
   'resumability.maxEventsPerStream': '--resume-events',
   module: '[module]',
+  'perClient.maxSessions': '--per-client-max',
+  'perClient.rate.max': '--per-client-rate',
+  'perClient.rate.windowMs': '--per-client-rate',
+  trustProxy: '--trust-proxy',
+  allowedHosts: '--allowed-hosts',
+  allowedOrigins: '--allowed-origins',
+  auth: '--auth',
 };
 
 /** Rewrites an option validation message (`options.maxSessions ...`) in terms of the flag (`--max-sessions ...`). */

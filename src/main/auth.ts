@@ -4,9 +4,12 @@
  * express middleware; a small adapter lets it answer on a plain ServerResponse.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { requireBearerAuth } from '@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js';
 import type { OAuthTokenVerifier } from '@modelcontextprotocol/sdk/server/auth/provider.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import { BrokerError } from '../shared/errors.js';
 
 export interface AuthOptions {
   /** Verifies a bearer token and returns the SDK's `AuthInfo` (it must carry `expiresAt`). */
@@ -66,4 +69,29 @@ export function cloneableAuth(auth: AuthInfo): Record<string, unknown> {
 export function restoreAuth(value: unknown): AuthInfo {
   const auth = value as AuthInfo & { resource?: URL | string };
   return typeof auth.resource === 'string' ? { ...auth, resource: new URL(auth.resource) } : auth;
+}
+
+/**
+ * Loads `--auth MODULE`: its default export is a verifier (`{ verifyAccessToken }`)
+ * or a function `(token) => AuthInfo | Promise<AuthInfo>`.
+ */
+export async function loadAuth(path: string): Promise<AuthOptions> {
+  const url = pathToFileURL(resolve(path)).href;
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(url)) as { default?: unknown };
+  } catch (cause) {
+    throw new BrokerError('ERR_INVALID_MODULE', `cannot load auth module ${path}: ${String(cause)}`, { cause });
+  }
+  const exported = mod.default;
+  if (typeof exported === 'function') {
+    return { verifier: { verifyAccessToken: async (token) => (exported as (t: string) => AuthInfo)(token) } };
+  }
+  if (typeof (exported as OAuthTokenVerifier | undefined)?.verifyAccessToken === 'function') {
+    return { verifier: exported as OAuthTokenVerifier };
+  }
+  throw new BrokerError(
+    'ERR_INVALID_MODULE',
+    `auth module ${path} must default-export { verifyAccessToken(token) } or (token) => AuthInfo`,
+  );
 }

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { flagMessage, parseServeArgs, USAGE } from './args.js';
+import { loadAuth } from './auth.js';
 import { resolveServeOptions, resolveSessionBrokerOptions } from './options.js';
 import { serve } from './serve.js';
 
@@ -36,7 +37,8 @@ async function main(argv: string[]): Promise<void> {
   }
   let served: Awaited<ReturnType<typeof serve>>;
   try {
-    served = await serve(parsed);
+    const { authModule, ...options } = parsed;
+    served = await serve(authModule === undefined ? options : { ...options, auth: await loadAuth(authModule) });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`mcp-session-broker: ${message}\n`);

@@ -180,8 +180,9 @@ export class SessionHost {
       this.#opts.onError?.(error);
       dispatched = answer(Answers.internal('the initialize request failed', requestIdOf(request.body)));
     }
-    if (dispatched.result.kind !== 'head' || dispatched.result.status >= 400) {
-      // The SDK refused an initialize the preflight let through: the session never existed.
+    if (dispatched.result.kind !== 'head' || dispatched.result.status !== 200) {
+      // The SDK did not answer the initialize as one (it refused it, or took it
+      // for a notification): the client has no session id, so no session exists.
       session.reason = 'error';
       await this.#close(session, 'error');
       await this.#opts.broker.closed(ref, 'error', { refund: true });

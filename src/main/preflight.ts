@@ -5,6 +5,7 @@
  */
 import {
   isInitializeRequest,
+  isJSONRPCRequest,
   JSONRPCMessageSchema,
   SUPPORTED_PROTOCOL_VERSIONS,
 } from '@modelcontextprotocol/sdk/types.js';
@@ -84,7 +85,12 @@ export function checkPostMessage(raw: unknown, hasSession: boolean, headers: Hea
       return { ok: false, answer: Answers.invalidJsonRpc(idOf(message)) };
     }
   }
-  const initializes = messages.filter((m) => isInitializeRequest(m)).length;
+  // An initialize must be a request (with an id): as a notification it would
+  // create a session whose id the client never receives.
+  const initializes = messages.filter((m) => isInitializeRequest(m) && isJSONRPCRequest(m)).length;
+  if (!hasSession && messages.some((m) => isInitializeRequest(m) && !isJSONRPCRequest(m))) {
+    return { ok: false, answer: Answers.invalidMessage('initialize must be a request with an id') };
+  }
   const id = Array.isArray(raw) ? null : idOf(raw);
   if (hasSession) return { ok: true, body: raw, isInitialize: false, id };
   if (initializes === 0) return { ok: false, answer: Answers.missingSessionId(id) };

@@ -48,7 +48,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
       send(res, Answers.notFound());
     }
   };
-  const server = harden(createServer({ maxHeaderSize: opts.maxHeaderBytes }, onRequest), opts);
+  const server = harden(createServer(serverOptions(opts), onRequest), opts);
   let metricsServer: Server | undefined;
   try {
     // Listen first: the port (0 picks one) decides the default Host/Origin policy.
@@ -77,7 +77,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
     };
     if (opts.metricsPort !== undefined) {
       metricsServer = harden(
-        createServer((req, res) => {
+        createServer(serverOptions(opts), (req, res) => {
           if ((req.url ?? '/').split('?', 1)[0] === '/metrics') serveMetrics?.(res);
           else send(res, Answers.notFound());
         }),
@@ -123,6 +123,15 @@ export async function serve(options: ServeOptions): Promise<Served> {
       })();
       return closing;
     },
+  };
+}
+
+/** Node checks the header and request timeouts on an interval: make it fine enough for them. */
+function serverOptions(opts: ResolvedServeOptions) {
+  const shortest = Math.min(opts.headersTimeoutMs, opts.requestTimeoutMs);
+  return {
+    maxHeaderSize: opts.maxHeaderBytes,
+    connectionsCheckingInterval: Math.min(5_000, Math.max(50, Math.floor(shortest / 4))),
   };
 }
 
