@@ -7,7 +7,7 @@ import { connect as netConnect } from 'node:net';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Served } from '../dist/main/index.js';
-import { alive, connect, rawCall, rawInitialize, recordClosed, start, until } from './helpers.js';
+import { alive, connect, inFlight, rawCall, rawInitialize, recordClosed, start, until } from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -25,9 +25,7 @@ describe('busy sessions', () => {
       () => 'answered',
       (error: Error) => error.message,
     );
-    const found = s.broker.table.lookup(busy.sessionId);
-    if (!found.ok) throw new Error('no session');
-    await until(() => s.broker.table.inflight(found.ref) > 0, 5000, 'the call in flight');
+    await inFlight(s, busy.sessionId);
     const refused = await rawInitialize(s.url);
     expect(refused.status).toBe(503);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);

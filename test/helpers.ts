@@ -107,3 +107,10 @@ export async function until(predicate: () => boolean | Promise<boolean>, ms = 50
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/** Waits until a request of the session is in flight (entered, response not yet ended). */
+export async function inFlight(served: Served, sessionId: string): Promise<void> {
+  const found = served.broker.table.lookup(sessionId);
+  if (!found.ok) throw new Error(`session ${sessionId} not found`);
+  await until(() => served.broker.table.inflight(found.ref) > 0, 5000, 'a request in flight');
+}

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Served, SessionClosedEvent } from '../dist/main/index.js';
-import { alive, connect, recordClosed, start, until } from './helpers.js';
+import { alive, connect, inFlight, recordClosed, start, until } from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -99,9 +99,7 @@ describe('session lifecycle', () => {
       () => 'answered',
       (error: Error) => error.message,
     );
-    const found = served.broker.table.lookup(s.sessionId);
-    if (!found.ok) throw new Error('session not found');
-    await until(() => served.broker.table.inflight(found.ref) > 0, 5000, 'the call in flight');
+    await inFlight(served, s.sessionId);
     served.broker.clock.advance(1_000);
     await served.broker.sweep();
     expect(await outcome).toMatch(/Session closed: lifetime/);
@@ -122,9 +120,7 @@ describe('session lifecycle', () => {
       () => 'answered',
       (error: Error) => error.message,
     );
-    const found = served.broker.table.lookup(s.sessionId);
-    if (!found.ok) throw new Error('session not found');
-    await until(() => served.broker.table.inflight(found.ref) > 0, 5000, 'the call in flight');
+    await inFlight(served, s.sessionId);
     served.broker.clock.advance(1_000);
     await served.broker.sweep();
     expect(await outcome).toMatch(/Session closed: lifetime/);
@@ -133,13 +129,11 @@ describe('session lifecycle', () => {
   it('ends a pending JSON response with an error when its session is deleted by the client', async () => {
     const { served } = await startManual({ maxSessions: 5, jsonResponse: true });
     const s = await connect(served.url);
-    const found = served.broker.table.lookup(s.sessionId);
-    if (!found.ok) throw new Error('session not found');
     const outcome = s.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }).then(
       () => 'answered',
       (error: Error) => error.message,
     );
-    await until(() => served.broker.table.inflight(found.ref) > 0, 5000, 'the call in flight');
+    await inFlight(served, s.sessionId);
     await s.transport.terminateSession();
     expect(await outcome).toMatch(/Session closed: deleted/);
     await until(async () => (await served.broker.stats()).occupied === 0, 5000, 'the slot to free');

@@ -4,7 +4,7 @@
  */
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { describe, expect, it } from 'vitest';
-import { initializeBody, post, rawCall, rawInitialize, recordClosed, start, until } from './helpers.js';
+import { inFlight, initializeBody, post, rawCall, rawInitialize, recordClosed, start } from './helpers.js';
 
 describe('graceful shutdown', () => {
   it('refuses new work, lets an in-flight request finish, ends the open GET stream, closes sessions as shutdown', async () => {
@@ -25,10 +25,8 @@ describe('graceful shutdown', () => {
     const streamEnded = (async () => {
       for (;;) if ((await reader.read()).done) return true;
     })();
-    const found = served.broker.table.lookup(busy);
-    if (!found.ok) throw new Error('no session');
     const slow = rawCall(served.url, busy, 'sleep', { ms: 400 });
-    await until(() => served.broker.table.inflight(found.ref) > 0, 5000, 'the slow call in flight');
+    await inFlight(served, busy);
 
     const closing = served.close();
     // While draining, the endpoint refuses new work (the listener may also have stopped accepting).

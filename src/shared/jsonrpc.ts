@@ -50,44 +50,26 @@ export function retryAfterSeconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
 
+/** Status and message per refusal reason: 429 for rates and a client's own cap, 503 for the server's capacity. */
+const REFUSALS = {
+  rate_limited: [429, 'Too many new sessions: session creation rate limit reached'],
+  full: [503, 'Session limit reached and no session can be evicted'],
+  client_rate_limited: [429, 'Too many new sessions from this client'],
+  client_full: [429, 'Too many sessions for this client and none can be evicted'],
+  queue_full: [503, 'Server busy: request queue is full'],
+} as const satisfies Record<string, readonly [number, string]>;
+
 /** The one mapping from an admission refusal to its HTTP answer (429 or 503, with `Retry-After`). */
 export function refusalAnswer(
   refused: Refused | { reason: 'queue_full'; retryAfterMs: number },
   id: JsonRpcId = null,
 ): HttpAnswer {
-  const retryAfter = String(retryAfterSeconds(refused.retryAfterMs));
-  switch (refused.reason) {
-    case 'rate_limited':
-      return errorAnswer(429, ErrorCode.ServerError, 'Too many new sessions: session creation rate limit reached', {
-        id,
-        headers: { 'retry-after': retryAfter },
-        data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
-      });
-    case 'full':
-      return errorAnswer(503, ErrorCode.ServerError, 'Session limit reached and no session can be evicted', {
-        id,
-        headers: { 'retry-after': retryAfter },
-        data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
-      });
-    case 'client_rate_limited':
-      return errorAnswer(429, ErrorCode.ServerError, 'Too many new sessions from this client', {
-        id,
-        headers: { 'retry-after': retryAfter },
-        data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
-      });
-    case 'client_full':
-      return errorAnswer(429, ErrorCode.ServerError, 'Too many sessions for this client and none can be evicted', {
-        id,
-        headers: { 'retry-after': retryAfter },
-        data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
-      });
-    case 'queue_full':
-      return errorAnswer(503, ErrorCode.ServerError, 'Server busy: request queue is full', {
-        id,
-        headers: { 'retry-after': retryAfter },
-        data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
-      });
-  }
+  const [status, message] = REFUSALS[refused.reason];
+  return errorAnswer(status, ErrorCode.ServerError, message, {
+    id,
+    headers: { 'retry-after': String(retryAfterSeconds(refused.retryAfterMs)) },
+    data: { reason: refused.reason, retryAfterMs: refused.retryAfterMs },
+  });
 }
 
 /** Answers for request faults detected before anything reaches a session. */
