@@ -69,6 +69,8 @@ describe('mcp-session-broker serve', () => {
     [['serve', '--busy-timeout', '0'], /--busy-timeout must be a positive/],
     [['serve', '--frobnicate'], /Unknown option '--frobnicate'/],
     [['launch'], /unknown command "launch"/],
+    [['serve', '--per-client-max', '5000'], /--per-client-max must be at most 1000/],
+    [['serve', '--trust-proxy', '99'], /--trust-proxy must be an integer from 0 to 16/],
   ])('exits 2 with one line for %j', async (args, message) => {
     const { code, stderr } = await outcome(args);
     expect(code).toBe(2);
@@ -80,6 +82,36 @@ describe('mcp-session-broker serve', () => {
     const { code, stderr } = await outcome(['serve', bad, '--port', '0', '--threads', '1']);
     expect(code).toBe(1);
     expect(stderr).toMatch(/must default-export a function/);
+  });
+
+  it('parses the abuse-resistance flags', () => {
+    expect(
+      parseServeArgs([
+        'serve',
+        '--auth',
+        './verify.js',
+        '--per-client-max',
+        '5',
+        '--per-client-rate',
+        '3/10s',
+        '--trust-proxy',
+        '1',
+        '--allowed-hosts',
+        'mcp.example.com, localhost',
+        '--allowed-origins',
+        'https://app.example.com',
+        '--resume-events',
+        '0',
+      ]),
+    ).toEqual({
+      maxSessions: 1000,
+      authModule: './verify.js',
+      perClient: { maxSessions: 5, rate: { max: 3, windowMs: 10_000 } },
+      trustProxy: 1,
+      allowedHosts: ['mcp.example.com', 'localhost'],
+      allowedOrigins: ['https://app.example.com'],
+      resumability: false,
+    });
   });
 
   it('parses every flag into serve() options', () => {
