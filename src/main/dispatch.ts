@@ -15,7 +15,7 @@ import type { ClientIdentity } from './clients.js';
 import type { EventStoreLimits } from './event-store.js';
 import type { HandlerWorkerData } from './handler.js';
 import type { SessionHost } from './host.js';
-import { pumpToPort, type StreamLimits } from './stream.js';
+import { deliver, type StreamLimits } from './stream.js';
 
 /** A routed request's answer: its head, and the port its body (if any) arrives on. */
 export type Routed = { readonly result: TaskResult; readonly port: MessagePort } | { readonly busy: true };
@@ -234,11 +234,10 @@ export class LocalDispatcher implements Dispatcher {
     return this.#route(await this.#host.request(sessionId, request));
   }
 
-  #route(dispatched: Awaited<ReturnType<SessionHost['request']>>): Routed {
+  async #route(dispatched: Awaited<ReturnType<SessionHost['request']>>): Promise<Routed> {
     const channel = new MessageChannel();
-    if (dispatched.body) pumpToPort(dispatched.body, channel.port2, this.#limits);
-    else channel.port2.close();
-    return { result: dispatched.result, port: channel.port1 };
+    const result = await deliver(dispatched.result, dispatched.body, channel.port2, this.#limits);
+    return { result, port: channel.port1 };
   }
 
   async close(): Promise<void> {}

@@ -15,7 +15,7 @@ import { SessionTable } from '../shared/table.js';
 import { type EventStoreLimits, eventStoreFactory } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
-import { pumpToPort, type StreamLimits } from './stream.js';
+import { deliver, type StreamLimits } from './stream.js';
 
 /** What the listener passes to every handler thread. */
 export interface HandlerWorkerData {
@@ -68,7 +68,5 @@ export default async function handle(task: HandlerTask): Promise<TaskResult> {
     task.kind === 'initialize'
       ? await host.initialize(task.clientKey, task.binding, task.request)
       : await host.request(task.sessionId, task.request);
-  if (dispatched.body) pumpToPort(dispatched.body, task.port, data.streamLimits);
-  else task.port.close();
-  return dispatched.result;
+  return deliver(dispatched.result, dispatched.body, task.port, data.streamLimits);
 }

@@ -322,13 +322,12 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         return send(res, refusalAnswer(result.refused, id));
       case 'head': {
         res.writeHead(result.status, Object.fromEntries(result.headers));
-        res.flushHeaders();
-        if (!result.hasBody) {
+        if (!result.hasBody || result.ended) {
           port.close();
-          res.end();
+          res.end(result.body);
           return;
         }
-        await pipePortToResponse(port, res);
+        await pipePortToResponse(port, res, result.body);
         return;
       }
     }

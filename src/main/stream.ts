@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
+import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from 'node:stream/web';
 import type { MessagePort } from 'node:worker_threads';
-import type { StreamControl, StreamMessage } from '../shared/messages.js';
+import type { StreamControl, StreamMessage, TaskResult } from '../shared/messages.js';
 
 export interface StreamLimits {
   /** Bytes the receiver may hold unacknowledged. */
@@ -11,12 +12,57 @@ export interface StreamLimits {
 
 export const DEFAULT_STREAM_LIMITS: StreamLimits = { windowBytes: 256 * 1024, maxBufferedBytes: 4 * 1024 * 1024 };
 
-/** Sends a body over `port`; reads the source eagerly so the SDK never buffers unboundedly. */
-export function pumpToPort(body: ReadableStream<Uint8Array>, port: MessagePort, limits: StreamLimits): void {
+type ReadResult = ReadableStreamReadResult<Uint8Array>;
+
+/** What a body had ready at once: sent with the response head, saving the port round trips. */
+export interface Prefetched {
+  readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly head: Uint8Array | undefined;
+  readonly done: boolean;
+  /** A read still under way when prefetching stopped; the pump continues with it. */
+  readonly pending: Promise<ReadResult> | undefined;
+}
+
+const LATER = Symbol('later');
+
+/**
+ * Reads what the body produces before the next macrotask, up to `limit` bytes.
+ * A fast tool's whole SSE answer usually is: then it travels with the head and
+ * the port carries nothing.
+ */
+export async function prefetch(body: ReadableStream<Uint8Array>, limit: number): Promise<Prefetched> {
   const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let pending: Promise<ReadResult> | undefined;
+  let done = false;
+  while (size < limit) {
+    const read = reader.read();
+    const result = await Promise.race([read, new Promise<typeof LATER>((resolve) => setImmediate(resolve, LATER))]);
+    if (result === LATER) {
+      pending = read;
+      break;
+    }
+    if (result.done) {
+      done = true;
+      break;
+    }
+    chunks.push(result.value);
+    size += result.value.byteLength;
+  }
+  const head = chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  return { reader, head, done, pending };
+}
+
+/**
+ * Sends the rest of a prefetched body over `port`; reads the source eagerly so
+ * the SDK never buffers unboundedly. The prefetched bytes count against the window.
+ */
+export function pumpToPort(prefetched: Prefetched, port: MessagePort, limits: StreamLimits): void {
+  const reader = prefetched.reader;
   const queue: Uint8Array[] = [];
   let queued = 0;
-  let credit = limits.windowBytes;
+  let credit = limits.windowBytes - (prefetched.head?.byteLength ?? 0);
   let sourceDone = false;
   let finished = false;
 
@@ -66,8 +112,10 @@ export function pumpToPort(body: ReadableStream<Uint8Array>, port: MessagePort, 
 
   void (async () => {
     try {
+      let next = prefetched.pending;
       for (;;) {
-        const { done, value } = await reader.read();
+        const { done, value } = await (next ?? reader.read());
+        next = undefined;
         if (done) break;
         if (finished) return;
         queue.push(value);
@@ -87,10 +135,31 @@ export function pumpToPort(body: ReadableStream<Uint8Array>, port: MessagePort, 
 }
 
 /**
+ * Answers a dispatched request: the head (with what the body had ready), and
+ * the rest of the body, if any, over `port`.
+ */
+export async function deliver(
+  result: TaskResult,
+  body: ReadableStream<Uint8Array> | null,
+  port: MessagePort,
+  limits: StreamLimits,
+): Promise<TaskResult> {
+  if (!body || result.kind !== 'head') {
+    port.close();
+    return result;
+  }
+  const prefetched = await prefetch(body, limits.windowBytes);
+  const withHead = { ...result, ...(prefetched.head ? { body: prefetched.head } : {}), ended: prefetched.done };
+  if (prefetched.done) port.close();
+  else pumpToPort(prefetched, port, limits);
+  return withHead;
+}
+
+/**
  * Writes what arrives on `port` to `res`, acknowledging bytes once the socket
  * has taken them. Resolves when the response is over, however it ended.
  */
-export function pipePortToResponse(port: MessagePort, res: ServerResponse): Promise<void> {
+export function pipePortToResponse(port: MessagePort, res: ServerResponse, head?: Uint8Array): Promise<void> {
   return new Promise((resolve) => {
     let settled = false;
     const settle = () => {
@@ -110,12 +179,17 @@ export function pipePortToResponse(port: MessagePort, res: ServerResponse): Prom
       credit(bytes);
     };
     res.on('drain', onDrain);
+    const write = (data: Uint8Array) => {
+      const flowing = res.write(data);
+      if (flowing && owed === 0) credit(data.byteLength);
+      else owed += data.byteLength;
+    };
+    // The start of the body came with the head: it counts against the window like any chunk.
+    if (head) write(head);
+    else res.flushHeaders();
     port.on('message', (message: StreamMessage) => {
       if (message.type === 'chunk') {
-        const bytes = message.data.byteLength;
-        const flowing = res.write(message.data);
-        if (flowing && owed === 0) credit(bytes);
-        else owed += bytes;
+        write(message.data);
       } else if (message.type === 'end') {
         res.end(settle);
       } else {

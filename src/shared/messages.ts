@@ -53,6 +53,10 @@ export type TaskResult =
       readonly created?: SessionRef & { readonly id: string };
       /** False when the response has no body (nothing will follow on the port). */
       readonly hasBody: boolean;
+      /** The start of the body, as far as it was ready when the head was sent. */
+      readonly body?: Uint8Array;
+      /** True when `body` is all of it (nothing follows on the port). */
+      readonly ended?: boolean;
     }
   | { readonly kind: 'refused'; readonly refused: Refused }
   | { readonly kind: 'answer'; readonly answer: HttpAnswer };
