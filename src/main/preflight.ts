@@ -80,7 +80,9 @@ export function checkPostMessage(raw: unknown, hasSession: boolean, headers: Hea
   if (Array.isArray(raw) && (raw.length === 0 || raw.length > MAX_BATCH_SIZE)) {
     return { ok: false, answer: Answers.invalidMessage(`a batch must hold 1 to ${MAX_BATCH_SIZE} messages`) };
   }
-  for (const message of messages) {
+  // With a session, the SDK transport validates every message itself (same
+  // answer: 400 -32700); only session-less requests need it here.
+  for (const message of hasSession ? [] : messages) {
     if (!JSONRPCMessageSchema.safeParse(message).success) {
       return { ok: false, answer: Answers.invalidJsonRpc(idOf(message)) };
     }

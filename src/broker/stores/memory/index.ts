@@ -128,6 +128,12 @@ export class MemoryStore implements SessionStore {
   readonly #clientNext: Int32Array;
   readonly #sweepTimer: NodeJS.Timeout | undefined;
   readonly #closedWaiters = new Set<() => void>();
+  /**
+   * No live session can expire before this time (ms since the epoch): a lower
+   * bound kept by each sweep and each admission (last-seen times only move
+   * later), so admissions at capacity skip the O(capacity) sweep until then.
+   */
+  #nextDeadline = 0;
   /** Threads known to be gone: an admission still in transit from one is refused. */
   readonly #deadOwners = new Set<number>();
   #shuttingDown = false;
@@ -183,7 +189,7 @@ export class MemoryStore implements SessionStore {
     }
     // 3. The client's cap: its own oldest evictable session makes room.
     if (perClient?.maxSessions !== undefined && client && client.count >= perClient.maxSessions) {
-      this.sweep();
+      this.#sweepIfDue(now);
       if (client.count >= perClient.maxSessions) {
         // One of its own sessions already closing (expired, say) and not yet spoken for makes room.
         const closing = this.#unclaimedClosing(this.#clientSlots(client));
@@ -202,7 +208,7 @@ export class MemoryStore implements SessionStore {
       return Promise.resolve(this.#allocate(request, rateToken, clientToken, entry, now));
     }
     // At capacity: expired sessions go first (with their own reason), then one victim.
-    this.sweep();
+    this.#sweepIfDue(now);
     const unclaimed = Atomics.load(header, H_CLOSING) - this.#bound.size - this.#waiters.length;
     if (unclaimed > 0) return this.#wait(request, now, -1);
     const victim = this.#opts.evict === 'none' ? -1 : this.#pickVictim(now);
@@ -351,6 +357,9 @@ export class MemoryStore implements SessionStore {
     Atomics.store(times, tbase + T_BUSY_SINCE, stamp);
     this.#linkTail(slot);
     if (client) this.#linkClient(client, slot);
+    const { idleTimeoutMs, maxLifetimeMs } = this.#opts;
+    const soonest = Math.min(idleTimeoutMs || Number.POSITIVE_INFINITY, maxLifetimeMs || Number.POSITIVE_INFINITY);
+    this.#nextDeadline = Math.min(this.#nextDeadline, now + soonest);
     const id = formatSessionId(slot, gen, rand);
     this.#meta[slot] = { id, clientKey: request.clientKey, rateToken, clientToken, client, closeRequested: false };
     Atomics.add(header, H_OCCUPIED, 1);
@@ -577,15 +586,29 @@ export class MemoryStore implements SessionStore {
   }
 
   sweep(): void {
-    if (this.#opts.idleTimeoutMs === 0 && this.#opts.maxLifetimeMs === 0) return;
-    const { words } = this.table.views;
+    const { idleTimeoutMs, maxLifetimeMs } = this.#opts;
+    if (idleTimeoutMs === 0 && maxLifetimeMs === 0) {
+      this.#nextDeadline = Number.POSITIVE_INFINITY;
+      return;
+    }
+    const { words, times } = this.table.views;
     const now = this.table.now();
+    let next = Number.POSITIVE_INFINITY;
     for (let slot = 0; slot < this.table.capacity; slot++) {
       const word = Atomics.load(words, slot * SLOT_I32 + S_STATE);
       if (wordState(word) !== ST_LIVE) continue;
       const expired = this.table.expiry(slot, word, now);
-      if (expired) this.#beginClose(slot, expired, now, expired === 'lifetime');
+      if (expired && this.#beginClose(slot, expired, now, expired === 'lifetime')) continue;
+      const tbase = slot * SLOT_I64;
+      if (maxLifetimeMs > 0) next = Math.min(next, Number(Atomics.load(times, tbase + T_CREATED)) + maxLifetimeMs);
+      if (idleTimeoutMs > 0) next = Math.min(next, Number(Atomics.load(times, tbase + T_LAST_SEEN)) + idleTimeoutMs);
     }
+    this.#nextDeadline = next;
+  }
+
+  /** Sweeps only when a session may have expired since the last sweep. */
+  #sweepIfDue(now: number): void {
+    if (now >= this.#nextDeadline) this.sweep();
   }
 
   // ---- clients (per-client limits), broker-only ---------------------------------
