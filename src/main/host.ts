@@ -116,11 +116,6 @@ export class SessionHost {
     this.#lane = options.table.claimLane(options.threadId);
   }
 
-  /** Live sessions in this host. */
-  get size(): number {
-    return this.#sessions.size;
-  }
-
   // ---- requests ------------------------------------------------------------
 
   /** Admits and creates a session for a preflighted initialize, then answers it. */
