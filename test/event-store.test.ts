@@ -42,7 +42,7 @@ describe('the bounded event store', () => {
     await store.storeEvent('a', note(4));
     const { stream, sent } = await replay(store, first);
     expect(stream).toBe('a');
-    expect(sent.map(([, m]) => (m as { params: { n: number } }).params.n)).toEqual([3, 4]);
+    expect(sent.map(([, m]) => (m as unknown as { params: { n: number } }).params.n)).toEqual([3, 4]);
     await expect(replay(store, 'nope#1')).rejects.toThrow(/unknown event id/);
   });
 });
