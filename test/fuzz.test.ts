@@ -4,7 +4,8 @@
  * bodies, session ids). After every request: no crash, no 5xx but 503 by
  * policy, every error body a JSON-RPC error. Afterwards: counters consistent,
  * and once every session is closed, every slot and thread map is clean.
- * FUZZ_RUNS=N runs more cases.
+ * FUZZ_RUNS=N runs more cases; FUZZ_SEED=N replays a seed. Under CI the seed
+ * is fixed, so main stays reproducible; elsewhere each run explores new cases.
  */
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import fc from 'fast-check';
@@ -13,6 +14,7 @@ import type { Served } from '../dist/main/index.js';
 import { ACCEPT, initializeBody, until } from './helpers.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 200);
+const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : process.env.CI ? 20_261_126 : undefined;
 
 let served: Served;
 const created = new Set<string>();
@@ -199,7 +201,7 @@ describe('fuzzing the HTTP front', () => {
           expect(typeof body.error?.code).toBe('number');
         }
       }),
-      { numRuns: RUNS, endOnFailure: true },
+      { numRuns: RUNS, endOnFailure: true, ...(SEED === undefined ? {} : { seed: SEED }) },
     );
     // The server is still healthy and serves a fresh client.
     expect((await fetch(served.url.replace(/\/mcp$/, '/healthz'))).status).toBe(200);
