@@ -37,6 +37,7 @@ export interface PoolDispatcherOptions {
   readonly threads: number;
   readonly module: string | undefined;
   readonly enableJsonResponse: boolean;
+  readonly factoryTimeoutMs: number;
   readonly streamLimits: StreamLimits;
   readonly eventStore: EventStoreLimits | undefined;
   /** Tasks dispatched to one thread and not yet answered, beyond which requests get 503. */
@@ -72,6 +73,7 @@ export class PoolDispatcher implements Dispatcher {
       buffer: options.broker.table.buffer,
       module: options.module,
       enableJsonResponse: options.enableJsonResponse,
+      factoryTimeoutMs: options.factoryTimeoutMs,
       streamLimits: options.streamLimits,
       eventStore: options.eventStore,
     };

@@ -23,6 +23,7 @@ export interface HandlerWorkerData {
   /** File URL of the factory module; undefined serves the built-in example. */
   readonly module: string | undefined;
   readonly enableJsonResponse: boolean;
+  readonly factoryTimeoutMs: number;
   readonly streamLimits: StreamLimits;
   /** Limits of each session's resumability event store; undefined: none. */
   readonly eventStore: EventStoreLimits | undefined;
@@ -42,6 +43,7 @@ try {
     broker: wrap<BrokerApi>(endpoint(toBroker.port1)),
     threadId,
     enableJsonResponse: data.enableJsonResponse,
+    factoryTimeoutMs: data.factoryTimeoutMs,
     ...eventStoreFactory(data.eventStore),
     onError: (error) => console.error(`[mcp-session-broker] thread ${threadId}:`, error),
   });

@@ -17,6 +17,7 @@ import {
   type JSONRPCMessage,
   type RequestId,
 } from '@modelcontextprotocol/sdk/types.js';
+import { BrokerError } from '../shared/errors.js';
 import { Answers, type JsonRpcId, sessionClosedError } from '../shared/jsonrpc.js';
 import type { TaskResult, WireRequest } from '../shared/messages.js';
 import type { SessionTable } from '../shared/table.js';
@@ -48,6 +49,8 @@ export interface HostOptions {
   readonly broker: HostBroker;
   readonly threadId: number;
   readonly enableJsonResponse: boolean;
+  /** How long the factory may take to build a session's server, ms. */
+  readonly factoryTimeoutMs: number;
   /** Builds a per-session event store for resumability, or none. */
   readonly eventStore?: () => EventStore;
   /** Called with errors that do not belong to any one request. */
@@ -197,7 +200,11 @@ export class SessionHost {
   }
 
   async #create(id: string, ref: SessionRef, clientKey: string): Promise<Session> {
-    const server = await this.#opts.factory({ sessionId: id, clientKey, threadId: this.#opts.threadId });
+    const building = Promise.resolve(this.#opts.factory({ sessionId: id, clientKey, threadId: this.#opts.threadId }));
+    const server = await withTimeout(building, this.#opts.factoryTimeoutMs, () => {
+      // Too late to serve its session: close whatever it builds in the end.
+      building.then((late) => late?.close?.(), () => undefined).catch(() => undefined);
+    });
     if (!server || typeof (server as { connect?: unknown }).connect !== 'function') {
       throw new TypeError('the server factory must return an McpServer or Server');
     }
@@ -392,4 +399,24 @@ function singleId(ids: Set<RequestId>): JsonRpcId {
   if (ids.size !== 1) return null;
   const [id] = ids;
   return id ?? null;
+}
+
+/** Resolves like `promise`, or rejects after `ms` (then calls `onLate`). */
+function withTimeout<T>(promise: Promise<T>, ms: number, onLate: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      onLate();
+      reject(new BrokerError('ERR_FACTORY', `the server factory did not finish within ${ms} ms`));
+    }, ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }

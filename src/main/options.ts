@@ -34,6 +34,13 @@ export interface SessionBrokerOptions extends AdmissionOptions {
    * @default os.availableParallelism()
    */
   threads?: number;
+  /**
+   * How long the factory may take to build a session's server, ms; past it the
+   * initialize gets 500, the session is closed (reason `error`) and its rate
+   * token refunded, and a server it builds later is closed.
+   * @default 30_000
+   */
+  factoryTimeoutMs?: number;
   /** Largest request body accepted, in bytes; larger gets 413. @default 4 MiB */
   maxBodyBytes?: number;
   /** Answer POSTs with JSON instead of an SSE stream. @default false */
@@ -89,6 +96,7 @@ export interface ResolvedSessionBrokerOptions {
   readonly threads: number;
   readonly maxBodyBytes: number;
   readonly jsonResponse: boolean;
+  readonly factoryTimeoutMs: number;
   readonly maxPendingPerThread: number;
   readonly streamLimits: StreamLimits;
   readonly cors: string | undefined;
@@ -103,6 +111,7 @@ export interface ResolvedSessionBrokerOptions {
 export const SESSION_BROKER_DEFAULTS = {
   maxBodyBytes: 4 * 1024 * 1024,
   jsonResponse: false,
+  factoryTimeoutMs: 30_000,
   maxPendingPerThread: 1024,
   streamWindowBytes: 256 * 1024,
   maxStreamBufferBytes: 4 * 1024 * 1024,
@@ -208,6 +217,7 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     threads,
     maxBodyBytes: int('maxBodyBytes', options.maxBodyBytes, SESSION_BROKER_DEFAULTS.maxBodyBytes),
     jsonResponse: bool('jsonResponse', options.jsonResponse, SESSION_BROKER_DEFAULTS.jsonResponse),
+    factoryTimeoutMs: duration('factoryTimeoutMs', options.factoryTimeoutMs, SESSION_BROKER_DEFAULTS.factoryTimeoutMs, false),
     maxPendingPerThread: int(
       'maxPendingPerThread',
       options.maxPendingPerThread,

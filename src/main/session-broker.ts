@@ -91,6 +91,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         broker: broker.api,
         threadId: 0,
         enableJsonResponse: opts.jsonResponse,
+        factoryTimeoutMs: opts.factoryTimeoutMs,
         ...eventStoreFactory(opts.eventStore),
         onError: (error) => console.error('[mcp-session-broker]', error),
       });
@@ -115,6 +116,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         threads: opts.threads,
         module: opts.module,
         enableJsonResponse: opts.jsonResponse,
+        factoryTimeoutMs: opts.factoryTimeoutMs,
         streamLimits: opts.streamLimits,
         eventStore: opts.eventStore,
         maxPendingPerThread: opts.maxPendingPerThread,
