@@ -203,7 +203,12 @@ export class SessionHost {
     const building = Promise.resolve(this.#opts.factory({ sessionId: id, clientKey, threadId: this.#opts.threadId }));
     const server = await withTimeout(building, this.#opts.factoryTimeoutMs, () => {
       // Too late to serve its session: close whatever it builds in the end.
-      building.then((late) => late?.close?.(), () => undefined).catch(() => undefined);
+      building
+        .then(
+          (late) => late?.close?.(),
+          () => undefined,
+        )
+        .catch(() => undefined);
     });
     if (!server || typeof (server as { connect?: unknown }).connect !== 'function') {
       throw new TypeError('the server factory must return an McpServer or Server');

@@ -217,7 +217,12 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     threads,
     maxBodyBytes: int('maxBodyBytes', options.maxBodyBytes, SESSION_BROKER_DEFAULTS.maxBodyBytes),
     jsonResponse: bool('jsonResponse', options.jsonResponse, SESSION_BROKER_DEFAULTS.jsonResponse),
-    factoryTimeoutMs: duration('factoryTimeoutMs', options.factoryTimeoutMs, SESSION_BROKER_DEFAULTS.factoryTimeoutMs, false),
+    factoryTimeoutMs: duration(
+      'factoryTimeoutMs',
+      options.factoryTimeoutMs,
+      SESSION_BROKER_DEFAULTS.factoryTimeoutMs,
+      false,
+    ),
     maxPendingPerThread: int(
       'maxPendingPerThread',
       options.maxPendingPerThread,
