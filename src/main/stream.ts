@@ -10,8 +10,6 @@ export interface StreamLimits {
   readonly maxBufferedBytes: number;
 }
 
-export const DEFAULT_STREAM_LIMITS: StreamLimits = { windowBytes: 256 * 1024, maxBufferedBytes: 4 * 1024 * 1024 };
-
 type ReadResult = ReadableStreamReadResult<Uint8Array>;
 
 /** What a body had ready at once: sent with the response head, saving the port round trips. */
