@@ -7,7 +7,7 @@ import { connect as netConnect } from 'node:net';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Served } from '../dist/main/index.js';
-import { alive, connect, inFlight, rawCall, rawInitialize, recordClosed, start, until } from './helpers.js';
+import { alive, connect, inFlight, outcomeOf, rawCall, rawInitialize, recordClosed, start, until } from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -21,10 +21,7 @@ describe('busy sessions', () => {
     const s = served;
     const closed = recordClosed(s);
     const busy = await connect(s.url);
-    const call = busy.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }).then(
-      () => 'answered',
-      (error: Error) => error.message,
-    );
+    const call = outcomeOf(busy.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }));
     await inFlight(s, busy.sessionId);
     const refused = await rawInitialize(s.url);
     expect(refused.status).toBe(503);

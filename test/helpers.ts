@@ -114,3 +114,11 @@ export async function inFlight(served: Served, sessionId: string): Promise<void>
   if (!found.ok) throw new Error(`session ${sessionId} not found`);
   await until(() => served.broker.table.inflight(found.ref) > 0, 5000, 'a request in flight');
 }
+
+/** A call's outcome as a string: 'answered', or the error's message (for calls expected to fail). */
+export function outcomeOf(call: Promise<unknown>): Promise<string> {
+  return call.then(
+    () => 'answered',
+    (error: Error) => error.message,
+  );
+}

@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Served } from '../dist/main/index.js';
@@ -5,6 +6,31 @@ import { ACCEPT, type Connected, connect, initializeBody, post, rawCall, rawInit
 
 async function json(res: Response) {
   return (await res.json()) as { jsonrpc: string; id: unknown; error: { code: number; message: string } };
+}
+
+/** A POST with a Host header fetch() would not send. */
+function postWithHost(target: string, host: string, body: unknown): Promise<{ status: number; body: string }> {
+  const url = new URL(target);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        headers: { host, 'content-type': 'application/json', accept: ACCEPT },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
 }
 
 const WELL_FORMED_UNKNOWN = `00000000${'0'.repeat(8)}${'ab'.repeat(16)}`;
@@ -144,28 +170,7 @@ describe('the HTTP answers table', () => {
 
   it('answers a Host outside the loopback names with 403 (DNS rebinding) and creates nothing', async () => {
     const before = (await served.broker.stats()).createdTotal;
-    const { request } = await import('node:http');
-    const url = new URL(served.url);
-    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(
-        {
-          host: url.hostname,
-          port: url.port,
-          path: url.pathname,
-          method: 'POST',
-          headers: { host: 'evil.example', 'content-type': 'application/json', accept: ACCEPT },
-        },
-        (res) => {
-          let body = '';
-          res.on('data', (chunk) => {
-            body += chunk;
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        },
-      );
-      req.on('error', reject);
-      req.end(JSON.stringify(initializeBody()));
-    });
+    const answer = await postWithHost(served.url, 'evil.example', initializeBody());
     expect(answer.status).toBe(403);
     expect(JSON.parse(answer.body)).toMatchObject({ error: { code: -32000, message: 'Invalid Host: evil.example' } });
     const foreignOrigin = await post(served.url, initializeBody(), { origin: 'http://evil.example' });
@@ -176,25 +181,7 @@ describe('the HTTP answers table', () => {
   it('answers an initialize with an unparsable Host header with 400 and creates nothing', async () => {
     // Allowed by the Host policy, but not a valid URL authority.
     const before = (await served.broker.stats()).createdTotal;
-    const { request } = await import('node:http');
-    const url = new URL(served.url);
-    const status = await new Promise<number>((resolve, reject) => {
-      const req = request(
-        {
-          host: url.hostname,
-          port: url.port,
-          path: url.pathname,
-          method: 'POST',
-          headers: { host: 'x:99999', 'content-type': 'application/json', accept: ACCEPT },
-        },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        },
-      );
-      req.on('error', reject);
-      req.end(JSON.stringify(initializeBody()));
-    });
+    const { status } = await postWithHost(served.url, 'x:99999', initializeBody());
     expect(status).toBe(400);
     expect((await served.broker.stats()).createdTotal).toBe(before);
   });

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Served, SessionClosedEvent } from '../dist/main/index.js';
-import { alive, connect, inFlight, recordClosed, start, until } from './helpers.js';
+import { alive, connect, inFlight, outcomeOf, recordClosed, start, until } from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -91,48 +91,34 @@ describe('session lifecycle', () => {
     expect(events.map((e) => e.reason)).toEqual(['idle', 'idle']);
   });
 
-  it('closes a busy session at its max lifetime; the request in flight ends with an error naming the reason', async () => {
-    const { served, closed } = await startManual({ maxSessions: 5, maxLifetimeMs: 1_000, idleTimeoutMs: 0 });
-    const s = await connect(served.url);
-    const call = s.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } });
-    const outcome = call.then(
-      () => 'answered',
-      (error: Error) => error.message,
-    );
-    await inFlight(served, s.sessionId);
-    served.broker.clock.advance(1_000);
-    await served.broker.sweep();
-    expect(await outcome).toMatch(/Session closed: lifetime/);
-    const [event] = await closedFor(closed, [s.sessionId]);
-    expect(event?.reason).toBe('lifetime');
-    expect(await alive(served.url, s.sessionId)).toBe(false);
-  });
-
-  it('ends a pending JSON response of a closed session with a JSON-RPC error naming the reason', async () => {
-    const { served } = await startManual({
-      maxSessions: 5,
-      maxLifetimeMs: 1_000,
-      idleTimeoutMs: 0,
-      jsonResponse: true,
-    });
-    const s = await connect(served.url);
-    const outcome = s.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }).then(
-      () => 'answered',
-      (error: Error) => error.message,
-    );
-    await inFlight(served, s.sessionId);
-    served.broker.clock.advance(1_000);
-    await served.broker.sweep();
-    expect(await outcome).toMatch(/Session closed: lifetime/);
-  });
+  it.each([
+    ['an SSE', false],
+    ['a JSON', true],
+  ])(
+    'closes a busy session at its max lifetime; %s response in flight ends with an error naming the reason',
+    async (_mode, jsonResponse) => {
+      const { served, closed } = await startManual({
+        maxSessions: 5,
+        maxLifetimeMs: 1_000,
+        idleTimeoutMs: 0,
+        jsonResponse,
+      });
+      const s = await connect(served.url);
+      const outcome = outcomeOf(s.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }));
+      await inFlight(served, s.sessionId);
+      served.broker.clock.advance(1_000);
+      await served.broker.sweep();
+      expect(await outcome).toMatch(/Session closed: lifetime/);
+      const [event] = await closedFor(closed, [s.sessionId]);
+      expect(event?.reason).toBe('lifetime');
+      expect(await alive(served.url, s.sessionId)).toBe(false);
+    },
+  );
 
   it('ends a pending JSON response with an error when its session is deleted by the client', async () => {
     const { served } = await startManual({ maxSessions: 5, jsonResponse: true });
     const s = await connect(served.url);
-    const outcome = s.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }).then(
-      () => 'answered',
-      (error: Error) => error.message,
-    );
+    const outcome = outcomeOf(s.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }));
     await inFlight(served, s.sessionId);
     await s.transport.terminateSession();
     expect(await outcome).toMatch(/Session closed: deleted/);
