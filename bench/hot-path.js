@@ -9,10 +9,11 @@
  * All through dist/. Goal: lookup + touch < 1 us.
  */
 import { randomUUID } from 'node:crypto';
-import { resolveAdmissionOptions, startBroker, startInProcessBroker } from '../dist/broker/index.js';
+import { resolveAdmissionOptions, startBroker } from '../dist/broker/index.js';
 import { cell, fmt, QUICK, REPS, runBenchmark, summary } from './lib/common.js';
 import { callBody } from './lib/mcp.js';
 import { consume, nsPerOp, nsPerOpAsync } from './lib/micro.js';
+import { populatedTable } from './lib/table.js';
 
 const SESSIONS = 1000;
 const ITER = QUICK ? 200_000 : 300_000;
@@ -26,20 +27,7 @@ await runBenchmark('hot-path', async () => {
   };
   for (let rep = 0; rep < REPS; rep++) {
     // The table as served by default (30 min idle timeout: lookups check the idle deadline).
-    const local = startInProcessBroker({
-      admission: resolveAdmissionOptions({ maxSessions: SESSIONS }),
-      lanes: 2,
-      manualClock: false,
-      onEvent: () => undefined,
-      closer: async () => undefined,
-    });
-    const table = local.table;
-    const ids = [];
-    for (let i = 0; i < SESSIONS; i++) {
-      const d = await local.api.admit({ clientKey: 'bench', owner: 0 });
-      table.leave({ slot: d.slot, gen: d.gen });
-      ids.push(d.id);
-    }
+    const { table, ids } = await populatedTable(SESSIONS);
     const unknown = ids.map((id) => `${id.slice(0, 40)}00000000`);
     const map = new Map(ids.map((id) => [randomUUID(), id]));
     const mapKeys = [...map.keys()];
