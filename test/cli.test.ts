@@ -144,6 +144,8 @@ describe('mcp-session-broker serve', () => {
         '--json-response',
         '--shutdown-timeout',
         '500ms',
+        '--stream-stall-timeout',
+        '20s',
         '--metrics-port',
         '9100',
         '--cors',
@@ -164,6 +166,7 @@ describe('mcp-session-broker serve', () => {
       maxBodyBytes: 1_048_576,
       jsonResponse: true,
       shutdownTimeoutMs: 500,
+      streamStallTimeoutMs: 20_000,
       metricsPort: 9100,
       cors: '*',
     });

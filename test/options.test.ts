@@ -56,6 +56,8 @@ describe('option validation', () => {
     [{ maxSessions: 5, jsonResponse: 'yes' }, TypeError, 'options.jsonResponse must be a boolean'],
     [{ maxSessions: 5, cors: '' }, TypeError, 'options.cors must be an origin string'],
     [{ maxSessions: 5, clientKey: 'ip' }, TypeError, 'options.clientKey must be a function'],
+    [{ maxSessions: 5, streamStallTimeoutMs: 0 }, RangeError, 'options.streamStallTimeoutMs must be a positive'],
+    [{ maxSessions: 5, maxStreamBufferBytes: -1 }, RangeError, 'options.maxStreamBufferBytes must be a positive'],
   ])('refuses broker options %j', (options, type, message) => {
     expect(() => resolveSessionBrokerOptions(options as never)).toThrow(type);
     expect(() => resolveSessionBrokerOptions(options as never)).toThrow(message);

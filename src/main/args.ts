@@ -28,6 +28,7 @@ Flags:
   --busy-timeout DURATION  longest a request in flight protects its session (default 5m)
   --max-body BYTES         largest request body, e.g. 4m (default 4 MiB)
   --json-response          answer POSTs with JSON instead of SSE
+  --stream-stall-timeout DURATION  cut off a response whose client reads nothing this long (default 60s)
   --shutdown-timeout DURATION  grace for in-flight requests on SIGINT/SIGTERM (default 10s)
   --metrics-port N         serve /metrics on this port instead of the main one
   --cors ORIGIN            allow this CORS origin ("*" for any); off by default
@@ -71,6 +72,7 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       'max-body': { type: 'string' },
       'json-response': { type: 'boolean' },
       'shutdown-timeout': { type: 'string' },
+      'stream-stall-timeout': { type: 'string' },
       'metrics-port': { type: 'string' },
       cors: { type: 'string' },
       'resume-events': { type: 'string' },
@@ -112,6 +114,9 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   if (values['busy-timeout'] !== undefined) options.busyTimeoutMs = parseDuration(values['busy-timeout']);
   if (values['max-body'] !== undefined) options.maxBodyBytes = parseBytes(values['max-body']);
   if (values['json-response']) options.jsonResponse = true;
+  if (values['stream-stall-timeout'] !== undefined) {
+    options.streamStallTimeoutMs = parseDuration(values['stream-stall-timeout']);
+  }
   if (values['shutdown-timeout'] !== undefined) options.shutdownTimeoutMs = parseDuration(values['shutdown-timeout']);
   const metricsPort = int('metrics-port', values['metrics-port']);
   if (metricsPort !== undefined) options.metricsPort = metricsPort;
@@ -150,6 +155,7 @@ const FLAG_OF_OPTION: Record<string, string> = {
   threads: '--threads',
   maxBodyBytes: '--max-body',
   shutdownTimeoutMs: '--shutdown-timeout',
+  streamStallTimeoutMs: '--stream-stall-timeout',
   metricsPort: '--metrics-port',
   port: '--port',
   host: '--host',

@@ -238,7 +238,7 @@ export class LocalDispatcher implements Dispatcher {
 
   async #route(dispatched: Awaited<ReturnType<SessionHost['request']>>): Promise<Routed> {
     const channel = new MessageChannel();
-    const result = await deliver(dispatched.result, dispatched.body, channel.port2, this.#limits);
+    const result = await deliver(dispatched.result, dispatched.body, channel.port2, this.#limits, dispatched.gate);
     return { result, port: channel.port1 };
   }
 

@@ -44,6 +44,7 @@ try {
     threadId,
     enableJsonResponse: data.enableJsonResponse,
     factoryTimeoutMs: data.factoryTimeoutMs,
+    maxBufferedBytes: data.streamLimits.maxBufferedBytes,
     ...eventStoreFactory(data.eventStore),
     onError: (error) => console.error(`[mcp-session-broker] thread ${threadId}:`, error),
   });
@@ -70,5 +71,5 @@ export default async function handle(task: HandlerTask): Promise<TaskResult> {
     task.kind === 'initialize'
       ? await host.initialize(task.clientKey, task.binding, task.request)
       : await host.request(task.sessionId, task.request);
-  return deliver(dispatched.result, dispatched.body, task.port, data.streamLimits);
+  return deliver(dispatched.result, dispatched.body, task.port, data.streamLimits, dispatched.gate);
 }

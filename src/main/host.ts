@@ -23,6 +23,7 @@ import type { TaskResult, WireRequest } from '../shared/messages.js';
 import type { SessionTable } from '../shared/table.js';
 import type { AdmitRequest, CloseReason, Decision, SessionRef } from '../shared/types.js';
 import { restoreAuth } from './auth.js';
+import { StreamGate } from './stream.js';
 
 /** What the factory receives for each new session. */
 export interface SessionContext {
@@ -55,28 +56,43 @@ export interface HostOptions {
   readonly eventStore?: () => EventStore;
   /** Called with errors that do not belong to any one request. */
   readonly onError?: (error: unknown) => void;
+  /**
+   * Bytes an SSE stream may hold for its client before the transport's sends
+   * to it wait (see `StreamGate`); undefined: sends never wait.
+   */
+  readonly maxBufferedBytes?: number;
 }
 
 /** A task's answer: the head (or a whole answer), and the body stream, if any. */
 export interface Dispatched {
   readonly result: TaskResult;
   readonly body: ReadableStream<Uint8Array> | null;
+  /** The body's backpressure on the transport's sends, when it is an SSE stream. */
+  readonly gate?: StreamGate;
 }
 
-/** The SDK transport, noting each response it sends so a closed session can fail the rest. */
+/**
+ * The SDK transport, noting each response it sends so a closed session can
+ * fail the rest, and making each send wait for room on the stream it goes to
+ * (the SDK itself enqueues without bound).
+ */
 class OwnedTransport extends WebStandardStreamableHTTPServerTransport {
   onResponse: ((id: RequestId) => void) | undefined;
+  /** The gate of the stream a message goes to: its request's, or the standalone GET stream's. */
+  gateOf: ((requestId: RequestId | undefined) => StreamGate | undefined) | undefined;
 
   override async send(message: JSONRPCMessage, options?: { relatedRequestId?: RequestId }): Promise<void> {
-    if ((isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message)) && message.id !== undefined) {
-      this.onResponse?.(message.id);
-    }
-    return super.send(message, options);
+    const isResponse = isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message);
+    const gate = this.gateOf?.(isResponse ? message.id : options?.relatedRequestId);
+    if (isResponse && message.id !== undefined) this.onResponse?.(message.id);
+    if (!gate) return super.send(message, options);
+    return gate.run(() => super.send(message, options));
   }
 }
 
 interface PendingCall {
   readonly ids: Set<RequestId>;
+  readonly gate: StreamGate | undefined;
 }
 
 interface Session {
@@ -94,6 +110,8 @@ interface Session {
    * accumulates on a promise that lives as long as the session.
    */
   readonly waiting: Set<(reason: CloseReason) => void>;
+  /** The gate of the standalone GET stream, while one is open. */
+  standalone: StreamGate | undefined;
   /** Resolves once the transport is closed and the session is gone from this host. */
   readonly gone: Promise<void>;
   readonly markGone: () => void;
@@ -233,6 +251,7 @@ export class SessionHost {
       pending: new Map(),
       reason: undefined,
       waiting: new Set(),
+      standalone: undefined,
       gone,
       markGone,
     };
@@ -243,6 +262,8 @@ export class SessionHost {
         session.pending.delete(requestId);
       }
     };
+    transport.gateOf = (requestId) =>
+      requestId === undefined ? session.standalone : session.pending.get(requestId)?.gate;
     transport.onclose = () => this.#onTransportClosed(session);
     await server.connect(transport);
     this.#sessions.set(id, session);
@@ -256,8 +277,15 @@ export class SessionHost {
     for (const message of messagesOf(wire.body)) {
       if (isJSONRPCRequest(message)) ids.add(message.id);
     }
-    const call: PendingCall = { ids };
+    // JSON answers are one body built at the end: only SSE streams need the gate.
+    const limit = this.#opts.maxBufferedBytes;
+    const gate =
+      limit !== undefined && !this.#opts.enableJsonResponse && wire.method !== 'DELETE'
+        ? new StreamGate(limit)
+        : undefined;
+    const call: PendingCall = { ids, gate };
     for (const id of ids) session.pending.set(id, call);
+
     const options: { parsedBody?: unknown; authInfo?: AuthInfo } = {};
     if (wire.body !== undefined) options.parsedBody = wire.body;
     if (wire.authInfo !== undefined) options.authInfo = restoreAuth(wire.authInfo);
@@ -281,6 +309,7 @@ export class SessionHost {
     if (!(raced instanceof Response)) {
       // The session closed before the SDK answered (a JSON response still pending).
       handled.catch(() => undefined);
+      gate?.close();
       this.#forget(session, call);
       return answer(Answers.sessionClosed(raced, singleId(ids)));
     }
@@ -290,12 +319,19 @@ export class SessionHost {
       headers.push([name, value]);
     });
     if (!response.body) {
+      gate?.close();
       this.#forget(session, call);
       return { result: { kind: 'head', status: response.status, headers, hasBody: false }, body: null };
     }
     const isSse = (response.headers.get('content-type') ?? '').includes('text/event-stream');
     const body = this.#guardBody(session, call, response.body, isSse);
-    return { result: { kind: 'head', status: response.status, headers, hasBody: true }, body };
+    const result: TaskResult = { kind: 'head', status: response.status, headers, hasBody: true };
+    if (!isSse || !gate) {
+      gate?.close();
+      return { result, body };
+    }
+    if (wire.method === 'GET') session.standalone = gate;
+    return { result, body, gate };
   }
 
   /**

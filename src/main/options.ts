@@ -49,8 +49,22 @@ export interface SessionBrokerOptions extends AdmissionOptions {
   maxPendingPerThread?: number;
   /** Bytes of a response the listener may hold unacknowledged per stream. @default 256 KiB */
   streamWindowBytes?: number;
-  /** Bytes a response stream may buffer for a client that does not read before it is aborted. @default 4 MiB */
+  /**
+   * Bytes an SSE response stream may hold for a client that reads slower than
+   * the server writes; past it, the server's sends to that stream (the tool's
+   * notifications, its result) wait until the client has read. Nothing is
+   * dropped. A single message larger than this is still sent whole.
+   * @default 1 MiB
+   */
   maxStreamBufferBytes?: number;
+  /**
+   * How long a response may wait for its client to read anything, ms: a
+   * stream with bytes waiting whose client has taken none for this long is
+   * aborted (the session itself is untouched). A client that reads, however
+   * slowly, is never cut off.
+   * @default 60_000
+   */
+  streamStallTimeoutMs?: number;
   /** Allowed CORS origin (`*` for any); CORS is off when unset. Exposes `Mcp-Session-Id`. */
   cors?: string;
   /**
@@ -114,7 +128,8 @@ export const SESSION_BROKER_DEFAULTS = {
   factoryTimeoutMs: 30_000,
   maxPendingPerThread: 1024,
   streamWindowBytes: 256 * 1024,
-  maxStreamBufferBytes: 4 * 1024 * 1024,
+  maxStreamBufferBytes: 1024 * 1024,
+  streamStallTimeoutMs: 60_000,
 } as const;
 
 const MAX_THREADS = 256;
@@ -228,7 +243,16 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
       options.maxPendingPerThread,
       SESSION_BROKER_DEFAULTS.maxPendingPerThread,
     ),
-    streamLimits: { windowBytes: streamWindowBytes, maxBufferedBytes },
+    streamLimits: {
+      windowBytes: streamWindowBytes,
+      maxBufferedBytes,
+      stallTimeoutMs: duration(
+        'streamStallTimeoutMs',
+        options.streamStallTimeoutMs,
+        SESSION_BROKER_DEFAULTS.streamStallTimeoutMs,
+        false,
+      ),
+    },
     cors: options.cors,
     eventStore,
     clientKey: options.clientKey,

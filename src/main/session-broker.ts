@@ -92,6 +92,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         threadId: 0,
         enableJsonResponse: opts.jsonResponse,
         factoryTimeoutMs: opts.factoryTimeoutMs,
+        maxBufferedBytes: opts.streamLimits.maxBufferedBytes,
         ...eventStoreFactory(opts.eventStore),
         onError: (error) => console.error('[mcp-session-broker]', error),
       });

@@ -1,3 +1,15 @@
+/**
+ * Response bodies between threads (handler threads and the listener; with
+ * `threads: 0`, both ends on the main thread). The owner's side reads the
+ * SDK's body and sends it over a MessagePort as the listener grants credit;
+ * the listener writes it to the socket and grants credit back once the socket
+ * has taken the bytes.
+ *
+ * Nothing is dropped on the way: a stream that cannot send holds its bytes, up
+ * to `maxBufferedBytes`, and then the producer itself waits (`StreamGate`: the
+ * SDK transport's sends for this stream). Only a client that has taken no bytes
+ * for `stallTimeoutMs` while bytes were waiting is cut off.
+ */
 import type { ServerResponse } from 'node:http';
 import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from 'node:stream/web';
 import type { MessagePort } from 'node:worker_threads';
@@ -6,16 +18,84 @@ import type { StreamControl, StreamMessage, TaskResult } from '../shared/message
 export interface StreamLimits {
   /** Bytes the receiver may hold unacknowledged. */
   readonly windowBytes: number;
-  /** Bytes the sender buffers beyond the window before it aborts the stream. */
+  /** Bytes the sender holds beyond the window before the producer's sends wait. */
   readonly maxBufferedBytes: number;
+  /** How long a stream may wait for its client to take any byte before it is aborted, ms. */
+  readonly stallTimeoutMs: number;
 }
 
 type ReadResult = ReadableStreamReadResult<Uint8Array>;
+
+/**
+ * Backpressure for one response stream, on the producer's side: sends wait
+ * their turn (in order) and, while the stream holds more than `limit` bytes
+ * it could not send yet, wait for room. Once the stream is over, sends pass.
+ */
+export class StreamGate {
+  readonly #limit: number;
+  #buffered = 0;
+  #closed = false;
+  #tail: Promise<unknown> = Promise.resolve();
+  #wake: (() => void) | undefined;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** Bytes the stream holds that its client has not been sent yet. */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  /** Runs `send` after every earlier send through this gate, once the stream has room. */
+  run<T>(send: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(() => this.#room()).then(send);
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+
+  #room(): Promise<void> | undefined {
+    if (this.#closed || this.#buffered === 0) return undefined;
+    if (this.#buffered <= this.#limit) {
+      // The client is behind: let the reader account for the previous send before the next.
+      return new Promise((resolve) => setImmediate(resolve));
+    }
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+    });
+  }
+
+  /** The reader took `bytes` from the producer. */
+  add(bytes: number): void {
+    this.#buffered += bytes;
+  }
+
+  /** `bytes` left for the client. */
+  sub(bytes: number): void {
+    this.#buffered -= bytes;
+    if (this.#buffered <= this.#limit) this.#release();
+  }
+
+  /** The stream is over (ended, aborted or cancelled): nothing waits on it any more. */
+  close(): void {
+    this.#closed = true;
+    this.#buffered = 0;
+    this.#release();
+  }
+
+  #release(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
 
 /** What a body had ready at once: sent with the response head, saving the port round trips. */
 export interface Prefetched {
   readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   readonly head: Uint8Array | undefined;
+  /** Bytes read beyond what the head may carry; the pump sends them first. */
+  readonly rest: Uint8Array | undefined;
   readonly done: boolean;
   /** A read still under way when prefetching stopped; the pump continues with it. */
   readonly pending: Promise<ReadResult> | undefined;
@@ -33,6 +113,7 @@ export async function prefetch(body: ReadableStream<Uint8Array>, limit: number):
   const chunks: Uint8Array[] = [];
   let size = 0;
   let pending: Promise<ReadResult> | undefined;
+  let rest: Uint8Array | undefined;
   let done = false;
   while (size < limit) {
     const read = reader.read();
@@ -45,24 +126,37 @@ export async function prefetch(body: ReadableStream<Uint8Array>, limit: number):
       done = true;
       break;
     }
-    chunks.push(result.value);
-    size += result.value.byteLength;
+    let chunk = result.value;
+    if (size + chunk.byteLength > limit) {
+      // The head carries at most `limit` bytes; the rest waits for credit like any chunk.
+      rest = chunk.subarray(limit - size);
+      chunk = chunk.slice(0, limit - size);
+    }
+    chunks.push(chunk);
+    size += chunk.byteLength;
   }
   const head = chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-  return { reader, head, done, pending };
+  return { reader, head, rest, done: done && rest === undefined, pending };
 }
 
 /**
- * Sends the rest of a prefetched body over `port`; reads the source eagerly so
- * the SDK never buffers unboundedly. The prefetched bytes count against the window.
+ * Sends the rest of a prefetched body over `port` as credit allows. The source
+ * is read eagerly (the SDK's own stream does not bound what it holds); what
+ * cannot be sent yet is held here and counted by `gate`, whose producer waits
+ * past `maxBufferedBytes`. The prefetched head counts against the window.
  */
-export function pumpToPort(prefetched: Prefetched, port: MessagePort, limits: StreamLimits): void {
+export function pumpToPort(
+  prefetched: Prefetched,
+  port: MessagePort,
+  limits: StreamLimits,
+  gate: StreamGate | undefined,
+): void {
   const reader = prefetched.reader;
   const queue: Uint8Array[] = [];
-  let queued = 0;
   let credit = limits.windowBytes - (prefetched.head?.byteLength ?? 0);
   let sourceDone = false;
   let finished = false;
+  let stall: NodeJS.Timeout | undefined;
 
   const post = (message: StreamMessage, transfer?: ArrayBuffer[]) => {
     if (!finished) port.postMessage(message, transfer);
@@ -70,44 +164,68 @@ export function pumpToPort(prefetched: Prefetched, port: MessagePort, limits: St
   const finish = () => {
     if (finished) return;
     finished = true;
+    clearTimeout(stall);
+    gate?.close();
     port.close();
-  };
-  const flush = () => {
-    while (queue.length > 0 && credit > 0) {
-      const chunk = queue.shift() as Uint8Array;
-      queued -= chunk.byteLength;
-      credit -= chunk.byteLength;
-      const whole = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength;
-      post({ type: 'chunk', data: chunk }, whole && chunk.buffer instanceof ArrayBuffer ? [chunk.buffer] : undefined);
-    }
-    if (sourceDone && queue.length === 0) {
-      post({ type: 'end' });
-      finish();
-    }
   };
   const abort = (reason: string) => {
     post({ type: 'abort', reason });
     finish();
     reader.cancel(reason).catch(() => undefined);
   };
+  const take = (chunk: Uint8Array) => {
+    queue.push(chunk);
+    gate?.add(chunk.byteLength);
+  };
+  const flush = () => {
+    while (queue.length > 0 && credit > 0) {
+      let chunk = queue[0] as Uint8Array;
+      if (chunk.byteLength > credit) {
+        // Send what the window allows; a copy, since a posted view would clone its whole buffer.
+        queue[0] = chunk.subarray(credit);
+        chunk = chunk.slice(0, credit);
+      } else {
+        queue.shift();
+      }
+      credit -= chunk.byteLength;
+      gate?.sub(chunk.byteLength);
+      const whole = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength;
+      if (whole && chunk.buffer instanceof ArrayBuffer) post({ type: 'chunk', data: chunk }, [chunk.buffer]);
+      else post({ type: 'chunk', data: chunk.slice() });
+    }
+    if (sourceDone && queue.length === 0) {
+      post({ type: 'end' });
+      finish();
+      return;
+    }
+    if (queue.length > 0 && stall === undefined) {
+      // Bytes wait and the client has taken none of the window: it has this long to read.
+      stall = setTimeout(
+        () => abort(`client is not reading: no bytes taken for ${limits.stallTimeoutMs} ms`),
+        limits.stallTimeoutMs,
+      );
+    }
+  };
 
   port.on('message', (message: StreamControl) => {
     if (message.type === 'credit') {
       credit += message.bytes;
+      clearTimeout(stall);
+      stall = undefined;
       flush();
     } else {
-      finished = true;
-      port.close();
+      finish();
       reader.cancel('client disconnected').catch(() => undefined);
     }
   });
   port.on('close', () => {
     if (!finished) {
-      finished = true;
+      finish();
       reader.cancel('receiver gone').catch(() => undefined);
     }
   });
 
+  if (prefetched.rest) take(prefetched.rest);
   void (async () => {
     try {
       let next = prefetched.pending;
@@ -116,12 +234,7 @@ export function pumpToPort(prefetched: Prefetched, port: MessagePort, limits: St
         next = undefined;
         if (done) break;
         if (finished) return;
-        queue.push(value);
-        queued += value.byteLength;
-        if (queued > limits.maxBufferedBytes) {
-          abort('client is not reading: stream buffer limit exceeded');
-          return;
-        }
+        take(value);
         flush();
       }
       sourceDone = true;
@@ -141,15 +254,19 @@ export async function deliver(
   body: ReadableStream<Uint8Array> | null,
   port: MessagePort,
   limits: StreamLimits,
+  gate?: StreamGate,
 ): Promise<TaskResult> {
   if (!body || result.kind !== 'head') {
+    gate?.close();
     port.close();
     return result;
   }
   const prefetched = await prefetch(body, limits.windowBytes);
   const withHead = { ...result, ...(prefetched.head ? { body: prefetched.head } : {}), ended: prefetched.done };
-  if (prefetched.done) port.close();
-  else pumpToPort(prefetched, port, limits);
+  if (prefetched.done) {
+    gate?.close();
+    port.close();
+  } else pumpToPort(prefetched, port, limits, gate);
   return withHead;
 }
 
@@ -160,6 +277,8 @@ export async function deliver(
 export function pipePortToResponse(port: MessagePort, res: ServerResponse, head?: Uint8Array): Promise<void> {
   return new Promise((resolve) => {
     let settled = false;
+    // The sender ended the body: its port closing next is expected, and the response flushes on its own.
+    let ended = false;
     const settle = () => {
       if (settled) return;
       settled = true;
@@ -169,7 +288,7 @@ export function pipePortToResponse(port: MessagePort, res: ServerResponse, head?
     // Bytes written while the socket was saturated: acknowledged together on the next 'drain'.
     let owed = 0;
     const credit = (bytes: number) => {
-      if (!settled) port.postMessage({ type: 'credit', bytes } satisfies StreamControl);
+      if (!settled && !ended) port.postMessage({ type: 'credit', bytes } satisfies StreamControl);
     };
     const onDrain = () => {
       const bytes = owed;
@@ -189,6 +308,7 @@ export function pipePortToResponse(port: MessagePort, res: ServerResponse, head?
       if (message.type === 'chunk') {
         write(message.data);
       } else if (message.type === 'end') {
+        ended = true;
         res.end(settle);
       } else {
         res.destroy(new Error(message.reason));
@@ -197,14 +317,14 @@ export function pipePortToResponse(port: MessagePort, res: ServerResponse, head?
     });
     port.on('close', () => {
       // The sender vanished (its thread died) before ending the body.
-      if (!settled) {
+      if (!settled && !ended) {
         res.destroy();
         settle();
       }
     });
     res.on('close', () => {
       if (!settled) {
-        if (!res.writableFinished) port.postMessage({ type: 'cancel' } satisfies StreamControl);
+        if (!res.writableFinished && !ended) port.postMessage({ type: 'cancel' } satisfies StreamControl);
         settle();
       }
     });
