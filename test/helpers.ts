@@ -1,3 +1,4 @@
+import { connect as netConnect } from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
@@ -121,4 +122,50 @@ export function outcomeOf(call: Promise<unknown>): Promise<string> {
     () => 'answered',
     (error: Error) => error.message,
   );
+}
+
+/**
+ * Writes raw bytes on one TCP connection and collects what comes back until the
+ * server closes the connection or `waitMs` passes; says which happened.
+ */
+export function rawExchange(
+  url: string,
+  text: string,
+  waitMs = 5000,
+): Promise<{ text: string; closedByServer: boolean; elapsedMs: number }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const socket = netConnect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    let done = false;
+    const finish = (closedByServer: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ text: Buffer.concat(chunks).toString(), closedByServer, elapsedMs: Date.now() - started });
+    };
+    const timer = setTimeout(() => finish(false), waitMs);
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('end', () => finish(true));
+    socket.on('close', () => finish(true));
+    socket.on('error', () => finish(true));
+    socket.write(text);
+  });
+}
+
+/** A raw HTTP/1.1 POST of `body` to `url` (as text, for `rawExchange`). */
+export function rawPost(url: string, body: string, headers: Record<string, string> = {}): string {
+  const { host, pathname } = new URL(url);
+  const all: Record<string, string> = {
+    host,
+    'content-type': 'application/json',
+    accept: ACCEPT,
+    'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
+    'content-length': String(Buffer.byteLength(body)),
+    ...headers,
+  };
+  const lines = Object.entries(all).map(([name, value]) => `${name}: ${value}`);
+  return `POST ${pathname} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n${body}`;
 }

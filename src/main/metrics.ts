@@ -94,6 +94,14 @@ export function createMetrics(broker: SessionBroker): BrokerMetrics {
       mirror(this, { reason: 'queue_full' }, 'rejected:queue_full', broker.frontCounters.queueFull, seen);
     },
   });
+  new Counter({
+    name: 'mcp_client_aborts_total',
+    help: 'Requests whose client went away (or timed out) before the body arrived whole',
+    registers: [registry],
+    collect() {
+      mirror(this, {}, 'client_aborts', broker.frontCounters.clientAborts, seen);
+    },
+  });
   return {
     registry,
     contentType: registry.contentType,

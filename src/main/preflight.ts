@@ -14,6 +14,13 @@ import { Answers, type HttpAnswer, type JsonRpcId } from '../shared/jsonrpc.js';
 /** The SDK's limit on messages in one batch. */
 export const MAX_BATCH_SIZE = 100;
 
+/**
+ * Deepest nesting of arrays and objects accepted in a POST body (the message
+ * itself is level 1). Deeper bodies are refused here: copying them to a
+ * handler thread would overflow the stack.
+ */
+export const MAX_JSON_DEPTH = 128;
+
 export type PostCheck =
   | { readonly ok: false; readonly answer: HttpAnswer }
   | { readonly ok: true; readonly body: unknown; readonly isInitialize: boolean; readonly id: JsonRpcId };
@@ -76,6 +83,7 @@ export function checkPostBody(text: string, hasSession: boolean, headers: Header
 
 /** Checks an already-parsed POST body (see `checkPostBody`). */
 export function checkPostMessage(raw: unknown, hasSession: boolean, headers: Headers): PostCheck {
+  if (deeperThan(raw, MAX_JSON_DEPTH)) return { ok: false, answer: Answers.tooDeep(MAX_JSON_DEPTH) };
   const messages = Array.isArray(raw) ? raw : [raw];
   if (Array.isArray(raw) && (raw.length === 0 || raw.length > MAX_BATCH_SIZE)) {
     return { ok: false, answer: Answers.invalidMessage(`a batch must hold 1 to ${MAX_BATCH_SIZE} messages`) };
@@ -105,6 +113,25 @@ export function checkPostMessage(raw: unknown, hasSession: boolean, headers: Hea
   const versionError = checkProtocolVersion(headers);
   if (versionError) return { ok: false, answer: versionError };
   return { ok: true, body: raw, isInitialize: true, id };
+}
+
+/** Whether arrays and objects nest deeper than `max` levels in `value` (iterative: no recursion to overflow). */
+export function deeperThan(value: unknown, max: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const stack: object[] = [value];
+  const depths: number[] = [1];
+  while (stack.length > 0) {
+    const node = stack.pop() as object;
+    const depth = depths.pop() as number;
+    const children: unknown[] = Array.isArray(node) ? node : Object.values(node);
+    for (const child of children) {
+      if (typeof child !== 'object' || child === null) continue;
+      if (depth + 1 > max) return true;
+      stack.push(child);
+      depths.push(depth + 1);
+    }
+  }
+  return false;
 }
 
 function idOf(message: unknown): JsonRpcId {

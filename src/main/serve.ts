@@ -3,10 +3,11 @@
  * (Prometheus) and `/healthz`, slow-request limits, DNS-rebinding protection
  * when bound to loopback, and graceful shutdown.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { BrokerError } from '../shared/errors.js';
 import { Answers, type HttpAnswer } from '../shared/jsonrpc.js';
+import { type Authenticate, bearerAuth } from './auth.js';
 import { createMetrics } from './metrics.js';
 import {
   type ResolvedServeOptions,
@@ -14,7 +15,7 @@ import {
   resolveSessionBrokerOptions,
   type ServeOptions,
 } from './options.js';
-import { isLoopback, loopbackPolicy } from './origin.js';
+import { checkOrigin, isLoopback, loopbackPolicy, type OriginPolicy } from './origin.js';
 import { SessionBroker, send } from './session-broker.js';
 
 export interface Served {
@@ -33,17 +34,31 @@ export async function serve(options: ServeOptions): Promise<Served> {
   resolveSessionBrokerOptions(options); // fail on bad options before listening
   let broker: SessionBroker | undefined;
   let serveMetrics: ((res: ServerResponse) => void) | undefined;
+  // Every path obeys the Host/Origin policy (the MCP path through the broker);
+  // /metrics on the main port also needs the bearer token when auth is on.
+  let policy: OriginPolicy = { allowedHosts: undefined, allowedOrigins: undefined };
+  const authenticate: Authenticate | undefined = options.auth ? bearerAuth(options.auth) : undefined;
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?', 1)[0];
-    if (path === '/healthz' && req.method === 'GET') {
+    if (path === opts.path && broker) {
+      void broker.handle(req, res);
+      return;
+    }
+    const forbidden = checkOrigin(req, policy);
+    if (forbidden) {
+      send(res, forbidden);
+    } else if (path === '/healthz' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('ok\n');
     } else if (!broker) {
       send(res, Answers.shuttingDown());
-    } else if (path === opts.path) {
-      void broker.handle(req, res);
     } else if (path === '/metrics' && req.method === 'GET' && opts.metricsPort === undefined) {
-      serveMetrics?.(res);
+      if (!authenticate) serveMetrics?.(res);
+      else
+        authenticate(req, res).then(
+          (ok) => ok && serveMetrics?.(res),
+          () => send(res, Answers.internal('authentication failed')),
+        );
     } else {
       send(res, Answers.notFound());
     }
@@ -56,14 +71,17 @@ export async function serve(options: ServeOptions): Promise<Served> {
     const port = (server.address() as AddressInfo).port;
     const loopback = isLoopback(opts.host) ? loopbackPolicy(port) : undefined;
     const cors = options.cors && options.cors !== '*' ? [options.cors] : [];
+    const allowedHosts = options.allowedHosts ?? (loopback?.allowedHosts ? [...loopback.allowedHosts] : undefined);
+    const allowedOrigins =
+      options.allowedOrigins ?? (loopback?.allowedOrigins ? [...loopback.allowedOrigins, ...cors] : undefined);
+    policy = {
+      allowedHosts: allowedHosts?.map((h) => h.toLowerCase()),
+      allowedOrigins,
+    };
     broker = await SessionBroker.create({
       ...options,
-      ...(options.allowedHosts === undefined && loopback?.allowedHosts
-        ? { allowedHosts: [...loopback.allowedHosts] }
-        : {}),
-      ...(options.allowedOrigins === undefined && loopback?.allowedOrigins
-        ? { allowedOrigins: [...loopback.allowedOrigins, ...cors] }
-        : {}),
+      ...(allowedHosts ? { allowedHosts } : {}),
+      ...(allowedOrigins ? { allowedOrigins } : {}),
     });
     const metrics = createMetrics(broker);
     serveMetrics = (res) => {
@@ -76,14 +94,20 @@ export async function serve(options: ServeOptions): Promise<Served> {
       );
     };
     if (opts.metricsPort !== undefined) {
+      // The metrics port serves scrapers without a token (bind it where only they reach it);
+      // bound to loopback it accepts loopback Host names only, against DNS rebinding.
+      let metricsPolicy: OriginPolicy = { allowedHosts: undefined, allowedOrigins: undefined };
       metricsServer = harden(
         createServer(serverOptions(opts), (req, res) => {
-          if ((req.url ?? '/').split('?', 1)[0] === '/metrics') serveMetrics?.(res);
+          const forbidden = checkOrigin(req, metricsPolicy);
+          if (forbidden) send(res, forbidden);
+          else if ((req.url ?? '/').split('?', 1)[0] === '/metrics') serveMetrics?.(res);
           else send(res, Answers.notFound());
         }),
         opts,
       );
       await listen(metricsServer, opts.metricsPort, opts.host);
+      if (isLoopback(opts.host)) metricsPolicy = loopbackPolicy((metricsServer.address() as AddressInfo).port);
     }
   } catch (error) {
     server.close();
@@ -145,7 +169,19 @@ function harden(server: Server, opts: ResolvedServeOptions): Server {
   server.keepAliveTimeout = 5_000;
   server.maxHeadersCount = 100;
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    const pending = (socket as Socket & { _httpMessage?: unknown })._httpMessage;
+    if (
+      error.code === 'ERR_HTTP_REQUEST_TIMEOUT' &&
+      pending instanceof ServerResponse &&
+      !pending.headersSent &&
+      socket.writable
+    ) {
+      // A body that did not arrive within the request timeout: answered like slow headers.
+      send(pending, Answers.requestTimeout());
+      pending.once('finish', () => socket.destroySoon());
+      return;
+    }
+    if (!socket.writable || pending) {
       socket.destroy();
       return;
     }

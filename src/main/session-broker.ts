@@ -7,6 +7,7 @@
  */
 import { EventEmitter, once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { type BrokerHandle, startBroker, startInProcessBroker } from '../broker/index.js';
 import type { BrokerError } from '../shared/errors.js';
@@ -26,6 +27,7 @@ import { type Dispatcher, LocalDispatcher, PoolDispatcher, type Routed } from '.
 import { eventStoreFactory } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
+import { ErrorLog } from './log.js';
 import {
   type ResolvedSessionBrokerOptions,
   resolveSessionBrokerOptions,
@@ -45,10 +47,18 @@ export interface SessionBrokerEvents {
   error: [BrokerError];
 }
 
-/** Requests refused by the listener itself (not by the broker), for metrics. */
+/** Requests refused or lost by the listener itself (not by the broker), for metrics. */
 export interface FrontCounters {
   queueFull: number;
+  /** Clients that went away before their request body arrived whole (not an error: counted, not logged). */
+  clientAborts: number;
 }
+
+/**
+ * Headers of the SDK's response that describe its own connection, not ours:
+ * Node sets them for the real socket (honouring the client's `Connection: close`).
+ */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding']);
 
 export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   readonly #opts: ResolvedSessionBrokerOptions;
@@ -59,7 +69,10 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   /** POST and DELETE responses in flight: shutdown lets these finish. */
   #inFlight = 0;
   #drained: (() => void) | undefined;
-  readonly #counters: FrontCounters = { queueFull: 0 };
+  readonly #counters: FrontCounters = { queueFull: 0, clientAborts: 0 };
+  readonly #log = new ErrorLog();
+  /** The last request handled on each connection: requests on one connection run in order. */
+  readonly #lastOnSocket = new WeakMap<Socket, ServerResponse>();
   readonly #clients: ClientKeys;
   readonly #authenticate: Authenticate | undefined;
   #closing: Promise<void> | undefined;
@@ -182,6 +195,13 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
    * body parser in front, pass its result as `parsedBody`.
    */
   async handle(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+    // Pipelined requests: the previous request of this connection is answered
+    // (or abandoned) before this one starts, so a DELETE never overtakes a call.
+    const socket = req.socket;
+    const previous = this.#lastOnSocket.get(socket);
+    this.#lastOnSocket.set(socket, res);
+    if (previous && !previous.closed) await new Promise((resolve) => previous.once('close', resolve));
+    if (res.closed) return;
     try {
       this.#cors(res);
       if (req.method === 'OPTIONS' && this.#opts.cors) {
@@ -200,7 +220,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       if (this.#authenticate && !(await this.#authenticate(req, res))) return;
       await this.#route(req, res, parsedBody);
     } catch (error) {
-      console.error('[mcp-session-broker] request failed:', error);
+      this.#log.report('request failed', error);
       if (!res.headersSent) send(res, Answers.internal('request failed'));
       else res.destroy();
     }
@@ -243,9 +263,15 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       check = checkPostMessage(parsedBody, ref !== undefined, req.headers);
     } else {
       const body = await readBody(req, this.#opts.maxBodyBytes);
-      if (body === undefined) {
+      if (body === TOO_LARGE) {
         res.setHeader('connection', 'close');
         return send(res, Answers.tooLarge(this.#opts.maxBodyBytes));
+      }
+      if (body === ABORTED) {
+        // The client went away mid-body (or the server timed the body out and answered 408).
+        this.#counters.clientAborts++;
+        if (!res.headersSent) res.destroy();
+        return;
       }
       check = checkPostBody(body, ref !== undefined, req.headers);
     }
@@ -324,7 +350,11 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         port.close();
         return send(res, refusalAnswer(result.refused, id));
       case 'head': {
-        res.writeHead(result.status, Object.fromEntries(result.headers));
+        const headers: Record<string, string> = {};
+        for (const [name, value] of result.headers) {
+          if (!HOP_BY_HOP.has(name.toLowerCase())) headers[name] = value;
+        }
+        res.writeHead(result.status, headers);
         if (!result.hasBody || result.ended) {
           port.close();
           res.end(result.body);
@@ -405,14 +435,20 @@ function wire(req: IncomingMessage, body?: unknown): WireRequest | undefined {
   return request;
 }
 
-/** Reads a body up to `limit` bytes; undefined when it is larger (the rest is discarded, unread). */
-function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
+const TOO_LARGE = Symbol('too large');
+const ABORTED = Symbol('aborted');
+
+/**
+ * Reads a body up to `limit` bytes: TOO_LARGE when it is larger (the rest is
+ * discarded, unread), ABORTED when the connection ends before the body does.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<string | typeof TOO_LARGE | typeof ABORTED> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     req.resume();
-    return Promise.resolve(undefined);
+    return Promise.resolve(TOO_LARGE);
   }
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (chunk: Buffer) => {
@@ -420,13 +456,15 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | undefin
       if (size > limit) {
         req.off('data', onData);
         req.resume();
-        resolve(undefined);
+        resolve(TOO_LARGE);
         return;
       }
       chunks.push(chunk);
     };
     req.on('data', onData);
-    req.once('end', () => resolve(size > limit ? undefined : Buffer.concat(chunks).toString('utf8')));
-    req.once('error', reject);
+    req.once('end', () => resolve(size > limit ? TOO_LARGE : Buffer.concat(chunks).toString('utf8')));
+    // Resolving twice is harmless: whichever comes first wins.
+    req.once('error', () => resolve(ABORTED));
+    req.once('close', () => resolve(req.complete ? (size > limit ? TOO_LARGE : ABORTED) : ABORTED));
   });
 }

@@ -78,6 +78,8 @@ export const Answers = {
   missingSessionId: (id: JsonRpcId = null) =>
     errorAnswer(400, ErrorCode.ServerError, 'Bad Request: Mcp-Session-Id header is required', { id }),
   parseError: () => errorAnswer(400, ErrorCode.ParseError, 'Parse error: Invalid JSON'),
+  tooDeep: (maxDepth: number) =>
+    errorAnswer(400, ErrorCode.ParseError, `Parse error: JSON nested deeper than ${maxDepth} levels`),
   invalidJsonRpc: (id: JsonRpcId = null) =>
     errorAnswer(400, ErrorCode.ParseError, 'Parse error: Invalid JSON-RPC message', { id }),
   invalidMessage: (detail: string, id: JsonRpcId = null) =>
