@@ -27,6 +27,11 @@ Flags:
   --max-lifetime DURATION  close sessions this old; 0 = off (default off)
   --busy-timeout DURATION  longest a request in flight protects its session (default 5m)
   --max-body BYTES         largest request body, e.g. 4m (default 4 MiB)
+  --max-in-flight N        most requests in flight per session; beyond, 429 for that session (default 64)
+  --max-connections N      most open connections; the longest idle is closed first, else 503
+                           (default 10000, lowered to fit the open-file limit: see ulimit -n)
+  --max-connections-per-address N  most open connections per client address (with --trust-proxy:
+                           requests in progress per forwarded address); beyond, 429 (default: no bound)
   --json-response          answer POSTs with JSON instead of SSE
   --shutdown-timeout DURATION  grace for in-flight requests on SIGINT/SIGTERM (default 10s)
   --metrics-port N         serve /metrics on this port instead of the main one
@@ -69,6 +74,9 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       'max-lifetime': { type: 'string' },
       'busy-timeout': { type: 'string' },
       'max-body': { type: 'string' },
+      'max-in-flight': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-connections-per-address': { type: 'string' },
       'json-response': { type: 'boolean' },
       'shutdown-timeout': { type: 'string' },
       'metrics-port': { type: 'string' },
@@ -111,6 +119,12 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   if (values['max-lifetime'] !== undefined) options.maxLifetimeMs = parseDuration(values['max-lifetime']);
   if (values['busy-timeout'] !== undefined) options.busyTimeoutMs = parseDuration(values['busy-timeout']);
   if (values['max-body'] !== undefined) options.maxBodyBytes = parseBytes(values['max-body']);
+  const maxInFlight = int('max-in-flight', values['max-in-flight']);
+  if (maxInFlight !== undefined) options.maxInFlightPerSession = maxInFlight;
+  const maxConnections = int('max-connections', values['max-connections']);
+  if (maxConnections !== undefined) options.maxConnections = maxConnections;
+  const perAddress = int('max-connections-per-address', values['max-connections-per-address']);
+  if (perAddress !== undefined) options.maxConnectionsPerAddress = perAddress;
   if (values['json-response']) options.jsonResponse = true;
   if (values['shutdown-timeout'] !== undefined) options.shutdownTimeoutMs = parseDuration(values['shutdown-timeout']);
   const metricsPort = int('metrics-port', values['metrics-port']);
@@ -149,6 +163,9 @@ const FLAG_OF_OPTION: Record<string, string> = {
   busyTimeoutMs: '--busy-timeout',
   threads: '--threads',
   maxBodyBytes: '--max-body',
+  maxInFlightPerSession: '--max-in-flight',
+  maxConnections: '--max-connections',
+  maxConnectionsPerAddress: '--max-connections-per-address',
   shutdownTimeoutMs: '--shutdown-timeout',
   metricsPort: '--metrics-port',
   port: '--port',
@@ -168,5 +185,5 @@ const FLAG_OF_OPTION: Record<string, string> = {
 
 /** Rewrites an option validation message (`options.maxSessions ...`) in terms of the flag (`--max-sessions ...`). */
 export function flagMessage(message: string): string {
-  return message.replace(/options\.([\w.]+)/, (whole, name: string) => FLAG_OF_OPTION[name] ?? whole);
+  return message.replace(/options\.([\w.]+)/g, (whole, name: string) => FLAG_OF_OPTION[name] ?? whole);
 }

@@ -1,12 +1,13 @@
 /**
  * `serve()`: a node:http server in front of a `SessionBroker`, with `/metrics`
- * (Prometheus) and `/healthz`, slow-request limits, DNS-rebinding protection
- * when bound to loopback, and graceful shutdown.
+ * (Prometheus) and `/healthz`, slow-request and connection limits,
+ * DNS-rebinding protection when bound to loopback, and graceful shutdown.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { BrokerError } from '../shared/errors.js';
 import { Answers, type HttpAnswer } from '../shared/jsonrpc.js';
+import { ConnectionLimiter, FILE_DESCRIPTOR_RESERVE, fileLimit } from './connections.js';
 import { createMetrics } from './metrics.js';
 import {
   type ResolvedServeOptions,
@@ -30,10 +31,16 @@ export interface Served {
 
 export async function serve(options: ServeOptions): Promise<Served> {
   const opts = resolveServeOptions(options);
-  resolveSessionBrokerOptions(options); // fail on bad options before listening
+  const { trustProxy } = resolveSessionBrokerOptions(options); // fail on bad options before listening
+  const connections = new ConnectionLimiter({
+    maxConnections: opts.maxConnections,
+    maxConnectionsPerAddress: opts.maxConnectionsPerAddress,
+    trustProxy,
+  });
   let broker: SessionBroker | undefined;
   let serveMetrics: ((res: ServerResponse) => void) | undefined;
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    if (!connections.admit(req, res)) return;
     const path = (req.url ?? '/').split('?', 1)[0];
     if (path === '/healthz' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'text/plain' });
@@ -49,6 +56,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
     }
   };
   const server = harden(createServer(serverOptions(opts), onRequest), opts);
+  connections.attach(server);
   let metricsServer: Server | undefined;
   try {
     // Listen first: the port (0 picks one) decides the default Host/Origin policy.
@@ -65,7 +73,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
         ? { allowedOrigins: [...loopback.allowedOrigins, ...cors] }
         : {}),
     });
-    const metrics = createMetrics(broker);
+    const metrics = createMetrics(broker, connections);
     serveMetrics = (res) => {
       metrics.render().then(
         (text) => {
@@ -93,6 +101,12 @@ export async function serve(options: ServeOptions): Promise<Served> {
   }
   const ready = broker;
   const log = opts.log;
+  const files = fileLimit();
+  if (log && files !== undefined && opts.maxConnections > files - FILE_DESCRIPTOR_RESERVE) {
+    log(
+      `warning: maxConnections ${opts.maxConnections} leaves under ${FILE_DESCRIPTOR_RESERVE} of the ${files} open files the process may hold; raise the limit (ulimit -n)`,
+    );
+  }
   if (log) {
     ready.on('created', (e) => log(`session created id=${e.id} client=${e.clientKey} thread=${e.owner}`));
     ready.on('closed', (e) =>
