@@ -46,10 +46,15 @@ export function fileLimit(): number | undefined {
   }
 }
 
-/** `DEFAULT_MAX_CONNECTIONS`, lowered to fit the process's file limit (less a reserve) when that is known. */
+/**
+ * `DEFAULT_MAX_CONNECTIONS`, lowered to fit the process's file limit when that
+ * is known: the limit less `FILE_DESCRIPTOR_RESERVE`, or half the limit if
+ * that is more (tiny limits).
+ */
 export function defaultMaxConnections(limit: number | undefined = fileLimit()): number {
   if (limit === undefined) return DEFAULT_MAX_CONNECTIONS;
-  return Math.max(1, Math.min(DEFAULT_MAX_CONNECTIONS, limit - FILE_DESCRIPTOR_RESERVE));
+  const fits = Math.max(Math.floor(limit / 2), limit - FILE_DESCRIPTOR_RESERVE);
+  return Math.max(1, Math.min(DEFAULT_MAX_CONNECTIONS, fits));
 }
 
 export interface ConnectionLimits {

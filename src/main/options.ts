@@ -290,7 +290,7 @@ export interface ServeOptions extends SessionBrokerOptions {
    * 503 with `Retry-After` and the connection is closed. Keep it below the
    * process's open-file limit (`ulimit -n`), which must also cover the
    * process's own descriptors.
-   * @default 10_000, lowered to the process's open-file limit minus 128 when that is known (Linux)
+   * @default 10_000, lowered to the process's open-file limit minus 128 when that is known (Linux; half the limit if that is more)
    */
   maxConnections?: number;
   /**
