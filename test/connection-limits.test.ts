@@ -163,7 +163,7 @@ describe('open connections, server-wide', () => {
     const id = (await rawInitialize(s.url)).sessionId as string;
     const found = s.broker.table.lookup(id);
     if (!found.ok) throw new Error('no session');
-    const busy = [];
+    const busy: Awaited<ReturnType<typeof busyConnection>>[] = [];
     for (let i = 0; i < 20; i++) busy.push(await busyConnection(s.url, id, 1500));
     await until(() => s.broker.table.inflight(found.ref) === 20, 5000, 'every connection busy');
     const refused = await fetch(new URL('/healthz', s.url));
@@ -189,7 +189,7 @@ describe('open connections per address', () => {
     served = await start({ maxSessions: 10, threads: 1, maxConnectionsPerAddress: 3 });
     const s = served;
     const other = [await idleConnection(s.url, '127.0.0.2'), await idleConnection(s.url, '127.0.0.2')];
-    const mine = [];
+    const mine: RawConnection[] = [];
     for (let i = 0; i < 3; i++) mine.push(await idleConnection(s.url, '127.0.0.3'));
     const fourth = await idleConnection(s.url, '127.0.0.3');
     await until(() => mine[0]?.closed() === true, 5000, 'the oldest idle connection of the address closed');
@@ -204,7 +204,7 @@ describe('open connections per address', () => {
     const id = (await rawInitialize(s.url)).sessionId as string;
     const found = s.broker.table.lookup(id);
     if (!found.ok) throw new Error('no session');
-    const busy = [];
+    const busy: Awaited<ReturnType<typeof busyConnection>>[] = [];
     for (let i = 0; i < 3; i++) busy.push(await busyConnection(s.url, id, 1000, '127.0.0.3'));
     await until(() => s.broker.table.inflight(found.ref) === 3, 5000, 'three calls in flight');
     const refused = await (await open(s.url, '127.0.0.3')).request(healthz(s.url));
