@@ -35,7 +35,7 @@ import { checkOrigin } from './origin.js';
 import { checkGetHeaders, checkPostBody, checkPostHeaders, checkPostMessage } from './preflight.js';
 import { pipePortToResponse } from './stream.js';
 
-/** `Retry-After` for a session at its in-flight limit: its own requests end within about that. */
+/** `Retry-After` for a request refused because its session is at `maxInFlightPerSession`. */
 const IN_FLIGHT_RETRY_MS = 1_000;
 
 /** How long shutdown waits at least for ended streams to flush before destroying what is left. */
