@@ -104,7 +104,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
   const files = fileLimit();
   if (log && files !== undefined && opts.maxConnections > files - FILE_DESCRIPTOR_RESERVE) {
     log(
-      `warning: maxConnections ${opts.maxConnections} leaves under ${FILE_DESCRIPTOR_RESERVE} of the ${files} open files the process may hold; raise the limit (ulimit -n)`,
+      `warning: maxConnections ${opts.maxConnections} is within ${FILE_DESCRIPTOR_RESERVE} of the open-file limit (${files}): connections may fail before they are counted; raise the limit (ulimit -n) or lower maxConnections`,
     );
   }
   if (log) {
