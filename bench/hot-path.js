@@ -52,7 +52,7 @@ await runBenchmark('hot-path', async () => {
         (n) => {
           for (let i = 0; i < n; i++) {
             const found = table.lookup(ids[i % SESSIONS]);
-            if (found.ok && table.enter(found.ref)) table.leave(found.ref);
+            if (found.ok && table.enter(found.ref) === 'entered') table.leave(found.ref);
             consume(found.ok);
           }
         },

@@ -71,6 +71,13 @@ describe('mcp-session-broker serve', () => {
     [['launch'], /unknown command "launch"/],
     [['serve', '--per-client-max', '5000'], /--per-client-max must be at most 1000/],
     [['serve', '--trust-proxy', '99'], /--trust-proxy must be an integer from 0 to 16/],
+    [['serve', '--max-in-flight', '0'], /--max-in-flight must be a positive integer/],
+    [['serve', '--max-in-flight', '5000'], /--max-in-flight must be at most options.maxPendingPerThread \(1024\)/],
+    [['serve', '--max-connections', '0'], /--max-connections must be a positive integer/],
+    [
+      ['serve', '--max-connections', '10', '--max-connections-per-address', '20'],
+      /--max-connections-per-address must be at most 10/,
+    ],
   ])('exits 2 with one line for %j', async (args, message) => {
     const { code, stderr } = await outcome(args);
     expect(code).toBe(2);
@@ -102,6 +109,12 @@ describe('mcp-session-broker serve', () => {
         'https://app.example.com',
         '--resume-events',
         '0',
+        '--max-in-flight',
+        '16',
+        '--max-connections',
+        '5000',
+        '--max-connections-per-address',
+        '50',
       ]),
     ).toEqual({
       maxSessions: 1000,
@@ -111,6 +124,9 @@ describe('mcp-session-broker serve', () => {
       allowedHosts: ['mcp.example.com', 'localhost'],
       allowedOrigins: ['https://app.example.com'],
       resumability: false,
+      maxInFlightPerSession: 16,
+      maxConnections: 5000,
+      maxConnectionsPerAddress: 50,
     });
   });
 

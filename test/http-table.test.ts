@@ -240,15 +240,16 @@ describe('limits in the HTTP table', () => {
     // JSON responses hold their dispatch until the tool answers (an SSE head is sent at once).
     const served = await start({ maxSessions: 5, threads: 1, maxPendingPerThread: 1, jsonResponse: true });
     try {
-      const { sessionId } = await rawInitialize(served.url);
-      if (!sessionId) throw new Error('no session');
-      // One slow request occupies the thread's only dispatch slot while its tool runs.
-      const slow = rawCall(served.url, sessionId, 'sleep', { ms: 1500 });
+      const busy = (await rawInitialize(served.url)).sessionId;
+      const other = (await rawInitialize(served.url)).sessionId;
+      if (!busy || !other) throw new Error('no session');
+      // One slow request of one session occupies the thread's only dispatch slot while its tool runs.
+      const slow = rawCall(served.url, busy, 'sleep', { ms: 1500 });
       await new Promise((resolve) => setTimeout(resolve, 200));
-      const refused = await rawCall(served.url, sessionId, 'echo', { text: 'x' });
+      const refused = await rawCall(served.url, other, 'echo', { text: 'x' });
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBe('1');
-      expect(JSON.parse(refused.text).error.code).toBe(-32000);
+      expect(JSON.parse(refused.text).error).toMatchObject({ code: -32000, data: { reason: 'queue_full' } });
       expect((await slow).status).toBe(200);
     } finally {
       await served.close();

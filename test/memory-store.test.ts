@@ -8,7 +8,7 @@ runStoreSuite({
     const store = new MemoryStore({ admission: resolveAdmissionOptions(admission), lanes: 1, now, closer, onEvent });
     return {
       store,
-      enter: (ref) => store.table.enter(ref),
+      enter: (ref) => store.table.enter(ref) === 'entered',
       leave: (ref) => store.table.leave(ref),
       lookup: (id) => store.table.lookup(id),
       dispose: () => store.shutdown(0),

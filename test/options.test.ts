@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { resolveAdmissionOptions } from '../dist/broker/index.js';
+import { DEFAULT_MAX_CONNECTIONS, defaultMaxConnections, fileLimit } from '../dist/main/connections.js';
 import { parseDuration, parseRate, SessionBroker, serve } from '../dist/main/index.js';
 import { resolveServeOptions, resolveSessionBrokerOptions } from '../dist/main/options.js';
 
@@ -58,6 +59,18 @@ describe('option validation', () => {
     [{ maxSessions: 5, clientKey: 'ip' }, TypeError, 'options.clientKey must be a function'],
     [{ maxSessions: 5, streamStallTimeoutMs: 0 }, RangeError, 'options.streamStallTimeoutMs must be a positive'],
     [{ maxSessions: 5, maxStreamBufferBytes: -1 }, RangeError, 'options.maxStreamBufferBytes must be a positive'],
+    [{ maxSessions: 5, maxInFlightPerSession: '8' }, TypeError, 'options.maxInFlightPerSession must be a positive'],
+    [{ maxSessions: 5, maxInFlightPerSession: 0 }, RangeError, 'options.maxInFlightPerSession must be a positive'],
+    [
+      { maxSessions: 5, maxInFlightPerSession: 2000 },
+      RangeError,
+      'options.maxInFlightPerSession must be at most options.maxPendingPerThread (1024)',
+    ],
+    [
+      { maxSessions: 5, maxPendingPerThread: 16, maxInFlightPerSession: 17 },
+      RangeError,
+      'options.maxInFlightPerSession must be at most options.maxPendingPerThread (16)',
+    ],
   ])('refuses broker options %j', (options, type, message) => {
     expect(() => resolveSessionBrokerOptions(options as never)).toThrow(type);
     expect(() => resolveSessionBrokerOptions(options as never)).toThrow(message);
@@ -69,9 +82,35 @@ describe('option validation', () => {
     [{ path: 'mcp' }, TypeError, 'options.path must be a string starting with /'],
     [{ host: '' }, TypeError, 'options.host must be a non-empty string'],
     [{ log: 'stderr' }, TypeError, 'options.log must be a function or false'],
+    [{ maxConnections: '100' }, TypeError, 'options.maxConnections must be a positive integer'],
+    [{ maxConnections: 0 }, RangeError, 'options.maxConnections must be a positive integer'],
+    [{ maxConnections: 2_000_000 }, RangeError, 'options.maxConnections must be at most 1000000'],
+    [{ maxConnectionsPerAddress: 1.5 }, RangeError, 'options.maxConnectionsPerAddress must be a positive integer'],
+    [
+      { maxConnections: 10, maxConnectionsPerAddress: 11 },
+      RangeError,
+      'options.maxConnectionsPerAddress must be at most 10',
+    ],
   ])('refuses serve options %j', (options, type, message) => {
     expect(() => resolveServeOptions({ maxSessions: 1, ...(options as object) })).toThrow(type);
     expect(() => resolveServeOptions({ maxSessions: 1, ...(options as object) })).toThrow(message);
+  });
+
+  it('bounds requests in flight per session by default, never above the per-thread queue', () => {
+    expect(resolveSessionBrokerOptions({ maxSessions: 5 }).maxInFlightPerSession).toBe(64);
+    expect(resolveSessionBrokerOptions({ maxSessions: 5, maxPendingPerThread: 16 }).maxInFlightPerSession).toBe(16);
+    expect(resolveSessionBrokerOptions({ maxSessions: 5, maxInFlightPerSession: 8 }).maxInFlightPerSession).toBe(8);
+  });
+
+  it('bounds open connections by default, below the open-file limit when it is known', () => {
+    expect(defaultMaxConnections(1024)).toBe(896);
+    expect(defaultMaxConnections(1_048_576)).toBe(DEFAULT_MAX_CONNECTIONS);
+    expect(defaultMaxConnections(undefined)).toBe(DEFAULT_MAX_CONNECTIONS);
+    expect(defaultMaxConnections(100)).toBe(50);
+    const resolved = resolveServeOptions({ maxSessions: 1 });
+    expect(resolved.maxConnections).toBe(defaultMaxConnections(fileLimit()));
+    expect(resolved.maxConnectionsPerAddress).toBeUndefined();
+    expect(resolveServeOptions({ maxSessions: 1, maxConnections: 50 }).maxConnections).toBe(50);
   });
 
   it('rejects from serve() and SessionBroker.create() before starting anything', async () => {

@@ -27,6 +27,11 @@ Flags:
   --max-lifetime DURATION  close sessions this old; 0 = off (default off)
   --busy-timeout DURATION  longest a request in flight protects its session (default 5m)
   --max-body BYTES         largest request body, e.g. 4m (default 4 MiB)
+  --max-in-flight N        most requests in flight per session; beyond, 429 for that session (default 64)
+  --max-connections N      most open connections; the longest idle is closed first, else 503
+                           (default 10000, lowered to fit the open-file limit: see ulimit -n)
+  --max-connections-per-address N  most open connections per client address (with --trust-proxy:
+                           requests in progress per forwarded address); beyond, 429 (default: no bound)
   --json-response          answer POSTs with JSON instead of SSE
   --stream-stall-timeout DURATION  cut off a response whose client reads nothing this long (default 60s)
   --shutdown-timeout DURATION  grace for in-flight requests on SIGINT/SIGTERM (default 10s)
@@ -70,6 +75,9 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       'max-lifetime': { type: 'string' },
       'busy-timeout': { type: 'string' },
       'max-body': { type: 'string' },
+      'max-in-flight': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-connections-per-address': { type: 'string' },
       'json-response': { type: 'boolean' },
       'shutdown-timeout': { type: 'string' },
       'stream-stall-timeout': { type: 'string' },
@@ -113,6 +121,12 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   if (values['max-lifetime'] !== undefined) options.maxLifetimeMs = parseDuration(values['max-lifetime']);
   if (values['busy-timeout'] !== undefined) options.busyTimeoutMs = parseDuration(values['busy-timeout']);
   if (values['max-body'] !== undefined) options.maxBodyBytes = parseBytes(values['max-body']);
+  const maxInFlight = int('max-in-flight', values['max-in-flight']);
+  if (maxInFlight !== undefined) options.maxInFlightPerSession = maxInFlight;
+  const maxConnections = int('max-connections', values['max-connections']);
+  if (maxConnections !== undefined) options.maxConnections = maxConnections;
+  const perAddress = int('max-connections-per-address', values['max-connections-per-address']);
+  if (perAddress !== undefined) options.maxConnectionsPerAddress = perAddress;
   if (values['json-response']) options.jsonResponse = true;
   if (values['stream-stall-timeout'] !== undefined) {
     options.streamStallTimeoutMs = parseDuration(values['stream-stall-timeout']);
@@ -154,6 +168,9 @@ const FLAG_OF_OPTION: Record<string, string> = {
   busyTimeoutMs: '--busy-timeout',
   threads: '--threads',
   maxBodyBytes: '--max-body',
+  maxInFlightPerSession: '--max-in-flight',
+  maxConnections: '--max-connections',
+  maxConnectionsPerAddress: '--max-connections-per-address',
   shutdownTimeoutMs: '--shutdown-timeout',
   streamStallTimeoutMs: '--stream-stall-timeout',
   metricsPort: '--metrics-port',
@@ -174,5 +191,5 @@ const FLAG_OF_OPTION: Record<string, string> = {
 
 /** Rewrites an option validation message (`options.maxSessions ...`) in terms of the flag (`--max-sessions ...`). */
 export function flagMessage(message: string): string {
-  return message.replace(/options\.([\w.]+)/, (whole, name: string) => FLAG_OF_OPTION[name] ?? whole);
+  return message.replace(/options\.([\w.]+)/g, (whole, name: string) => FLAG_OF_OPTION[name] ?? whole);
 }

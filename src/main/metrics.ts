@@ -4,6 +4,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { CLOSE_REASONS, REJECT_REASONS } from '../shared/types.js';
+import type { ConnectionCounters } from './connections.js';
 import type { SessionBroker } from './session-broker.js';
 
 export interface BrokerMetrics {
@@ -13,7 +14,11 @@ export interface BrokerMetrics {
   render(): Promise<string>;
 }
 
-export function createMetrics(broker: SessionBroker): BrokerMetrics {
+/**
+ * @param connections the HTTP front's connection counts (`serve()` passes its own); without it the
+ *   `mcp_connections_*` metrics are absent.
+ */
+export function createMetrics(broker: SessionBroker, connections?: { counters(): ConnectionCounters }): BrokerMetrics {
   const registry = new Registry();
   // Counters mirror monotonic totals kept elsewhere: each scrape adds what changed since the last.
   const mirror = (
@@ -102,6 +107,61 @@ export function createMetrics(broker: SessionBroker): BrokerMetrics {
       mirror(this, {}, 'client_aborts', broker.frontCounters.clientAborts, seen);
     },
   });
+  new Counter({
+    name: 'mcp_requests_rejected_total',
+    help: 'Requests refused by the HTTP front that are not admissions, by reason (in_flight_limited: a session at its in-flight limit, address_full: a forwarded address at its limit; both 429)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      mirror(
+        this,
+        { reason: 'in_flight_limited' },
+        'requests:in_flight_limited',
+        broker.frontCounters.inFlightLimited,
+        seen,
+      );
+      if (connections) {
+        mirror(this, { reason: 'address_full' }, 'requests:address_full', connections.counters().requestsRefused, seen);
+      }
+    },
+  });
+  if (connections) {
+    new Gauge({
+      name: 'mcp_connections_open',
+      help: 'HTTP connections open (refused ones excluded)',
+      registers: [registry],
+      collect() {
+        this.set(connections.counters().open);
+      },
+    });
+    new Gauge({
+      name: 'mcp_connections_max',
+      help: 'The bound on open HTTP connections (maxConnections)',
+      registers: [registry],
+      collect() {
+        this.set(connections.counters().maxConnections);
+      },
+    });
+    new Counter({
+      name: 'mcp_connections_closed_idle_total',
+      help: 'Idle HTTP connections closed to make room for a new one',
+      registers: [registry],
+      collect() {
+        mirror(this, {}, 'connections:closed_idle', connections.counters().closedIdle, seen);
+      },
+    });
+    new Counter({
+      name: 'mcp_connections_refused_total',
+      help: 'HTTP connections refused, by reason (connections_full: 503, address_full: 429)',
+      labelNames: ['reason'],
+      registers: [registry],
+      collect() {
+        const { refused } = connections.counters();
+        mirror(this, { reason: 'connections_full' }, 'connections:connections_full', refused.connections_full, seen);
+        mirror(this, { reason: 'address_full' }, 'connections:address_full', refused.address_full, seen);
+      },
+    });
+  }
   return {
     registry,
     contentType: registry.contentType,

@@ -12,6 +12,7 @@ import {
   resolveAdmissionOptions,
 } from '../broker/index.js';
 import type { AuthOptions } from './auth.js';
+import { defaultMaxConnections } from './connections.js';
 import { defaultThreads } from './dispatch.js';
 import { DEFAULT_EVENT_STORE_LIMITS, type EventStoreLimits } from './event-store.js';
 import type { ServerFactory } from './host.js';
@@ -47,6 +48,16 @@ export interface SessionBrokerOptions extends AdmissionOptions {
   jsonResponse?: boolean;
   /** Requests dispatched to one handler thread and not yet answered, beyond which requests get 503. @default 1024 */
   maxPendingPerThread?: number;
+  /**
+   * Requests in flight in one session at once (POSTs and DELETEs, from
+   * dispatch until the response has ended; the standalone GET stream is not in
+   * flight). Beyond it the session's next request gets 429 with
+   * `Retry-After: 1`; other sessions are not affected. At most
+   * `maxPendingPerThread`; keep it well below, so that one session can never
+   * fill its thread's queue alone.
+   * @default 64 (or `maxPendingPerThread`, if smaller)
+   */
+  maxInFlightPerSession?: number;
   /** Bytes of a response the listener may hold unacknowledged per stream. @default 256 KiB */
   streamWindowBytes?: number;
   /**
@@ -112,6 +123,7 @@ export interface ResolvedSessionBrokerOptions {
   readonly jsonResponse: boolean;
   readonly factoryTimeoutMs: number;
   readonly maxPendingPerThread: number;
+  readonly maxInFlightPerSession: number;
   readonly streamLimits: StreamLimits;
   readonly cors: string | undefined;
   readonly eventStore: EventStoreLimits | undefined;
@@ -127,6 +139,7 @@ export const SESSION_BROKER_DEFAULTS = {
   jsonResponse: false,
   factoryTimeoutMs: 30_000,
   maxPendingPerThread: 1024,
+  maxInFlightPerSession: 64,
   streamWindowBytes: 256 * 1024,
   maxStreamBufferBytes: 1024 * 1024,
   streamStallTimeoutMs: 60_000,
@@ -212,6 +225,20 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     options.maxStreamBufferBytes,
     SESSION_BROKER_DEFAULTS.maxStreamBufferBytes,
   );
+  const maxPendingPerThread = int(
+    'maxPendingPerThread',
+    options.maxPendingPerThread,
+    SESSION_BROKER_DEFAULTS.maxPendingPerThread,
+  );
+  const maxInFlightPerSession =
+    options.maxInFlightPerSession === undefined
+      ? Math.min(SESSION_BROKER_DEFAULTS.maxInFlightPerSession, maxPendingPerThread)
+      : positiveInteger('maxInFlightPerSession', options.maxInFlightPerSession);
+  if (maxInFlightPerSession > maxPendingPerThread) {
+    throw new RangeError(
+      `options.maxInFlightPerSession must be at most options.maxPendingPerThread (${maxPendingPerThread})`,
+    );
+  }
   let eventStore: EventStoreLimits | undefined;
   if (options.resumability !== false) {
     const r = options.resumability ?? {};
@@ -238,11 +265,8 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
       SESSION_BROKER_DEFAULTS.factoryTimeoutMs,
       false,
     ),
-    maxPendingPerThread: int(
-      'maxPendingPerThread',
-      options.maxPendingPerThread,
-      SESSION_BROKER_DEFAULTS.maxPendingPerThread,
-    ),
+    maxPendingPerThread,
+    maxInFlightPerSession,
     streamLimits: {
       windowBytes: streamWindowBytes,
       maxBufferedBytes,
@@ -282,6 +306,27 @@ export interface ServeOptions extends SessionBrokerOptions {
   requestTimeoutMs?: number;
   /** Largest request head (request line and headers), bytes; larger gets 431. @default 16 KiB */
   maxHeaderBytes?: number;
+  /**
+   * Most open connections at once, server-wide (each holds a file
+   * descriptor). When a new connection would pass it, the connection idle the
+   * longest (no request in progress; the SSE streams of GETs and POSTs are in
+   * progress) is closed; when none is idle, the new connection's request gets
+   * 503 with `Retry-After` and the connection is closed. Keep it below the
+   * process's open-file limit (`ulimit -n`), which must also cover the
+   * process's own descriptors.
+   * @default 10_000, lowered to the process's open-file limit minus 128 when that is known (Linux; half the limit if that is more)
+   */
+  maxConnections?: number;
+  /**
+   * Most open connections per remote address; past it the address's own
+   * connection idle the longest is closed, else the new one gets 429 with
+   * `Retry-After`. With `trustProxy > 0` every connection comes from a proxy,
+   * so the bound applies instead to requests in progress (GET streams
+   * included) per forwarded client address (429). At most `maxConnections`.
+   * Clients behind one NAT share an address: size it for them.
+   * @default no bound
+   */
+  maxConnectionsPerAddress?: number;
 }
 
 export interface ResolvedServeOptions {
@@ -294,6 +339,8 @@ export interface ResolvedServeOptions {
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly maxHeaderBytes: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number | undefined;
 }
 
 export const SERVE_DEFAULTS = {
@@ -305,6 +352,9 @@ export const SERVE_DEFAULTS = {
   requestTimeoutMs: 30_000,
   maxHeaderBytes: 16 * 1024,
 } as const;
+
+/** The largest `maxConnections` accepted. */
+const MAX_CONNECTIONS_LIMIT = 1_000_000;
 
 export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions {
   const port = (name: string, value: unknown, fallback: number | undefined) => {
@@ -322,6 +372,14 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
   if (options.log !== undefined && options.log !== false && typeof options.log !== 'function') {
     throw new TypeError('options.log must be a function or false');
   }
+  const maxConnections =
+    options.maxConnections === undefined
+      ? defaultMaxConnections()
+      : positiveInteger('maxConnections', options.maxConnections, MAX_CONNECTIONS_LIMIT);
+  const maxConnectionsPerAddress =
+    options.maxConnectionsPerAddress === undefined
+      ? undefined
+      : positiveInteger('maxConnectionsPerAddress', options.maxConnectionsPerAddress, maxConnections);
   return {
     host,
     port: port('port', options.port, SERVE_DEFAULTS.port) as number,
@@ -335,5 +393,7 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
       options.maxHeaderBytes === undefined
         ? SERVE_DEFAULTS.maxHeaderBytes
         : positiveInteger('maxHeaderBytes', options.maxHeaderBytes, 1024 * 1024),
+    maxConnections,
+    maxConnectionsPerAddress,
   };
 }

@@ -1,13 +1,14 @@
 /**
  * `serve()`: a node:http server in front of a `SessionBroker`, with `/metrics`
- * (Prometheus) and `/healthz`, slow-request limits, DNS-rebinding protection
- * when bound to loopback, and graceful shutdown.
+ * (Prometheus) and `/healthz`, slow-request and connection limits,
+ * DNS-rebinding protection when bound to loopback, and graceful shutdown.
  */
 import { createServer, type IncomingMessage, type Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { BrokerError } from '../shared/errors.js';
 import { Answers, type HttpAnswer } from '../shared/jsonrpc.js';
 import { type Authenticate, bearerAuth } from './auth.js';
+import { ConnectionLimiter, FILE_DESCRIPTOR_RESERVE, fileLimit } from './connections.js';
 import { createMetrics } from './metrics.js';
 import {
   type ResolvedServeOptions,
@@ -31,7 +32,12 @@ export interface Served {
 
 export async function serve(options: ServeOptions): Promise<Served> {
   const opts = resolveServeOptions(options);
-  resolveSessionBrokerOptions(options); // fail on bad options before listening
+  const { trustProxy } = resolveSessionBrokerOptions(options); // fail on bad options before listening
+  const connections = new ConnectionLimiter({
+    maxConnections: opts.maxConnections,
+    maxConnectionsPerAddress: opts.maxConnectionsPerAddress,
+    trustProxy,
+  });
   let broker: SessionBroker | undefined;
   let serveMetrics: ((res: ServerResponse) => void) | undefined;
   // Every path obeys the Host/Origin policy (the MCP path through the broker);
@@ -39,6 +45,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
   let policy: OriginPolicy = { allowedHosts: undefined, allowedOrigins: undefined };
   const authenticate: Authenticate | undefined = options.auth ? bearerAuth(options.auth) : undefined;
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    if (!connections.admit(req, res)) return;
     const path = (req.url ?? '/').split('?', 1)[0];
     if (path === opts.path && broker) {
       void broker.handle(req, res);
@@ -64,6 +71,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
     }
   };
   const server = harden(createServer(serverOptions(opts), onRequest), opts);
+  connections.attach(server);
   let metricsServer: Server | undefined;
   try {
     // Listen first: the port (0 picks one) decides the default Host/Origin policy.
@@ -83,7 +91,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
       ...(allowedHosts ? { allowedHosts } : {}),
       ...(allowedOrigins ? { allowedOrigins } : {}),
     });
-    const metrics = createMetrics(broker);
+    const metrics = createMetrics(broker, connections);
     serveMetrics = (res) => {
       metrics.render().then(
         (text) => {
@@ -117,6 +125,12 @@ export async function serve(options: ServeOptions): Promise<Served> {
   }
   const ready = broker;
   const log = opts.log;
+  const files = fileLimit();
+  if (log && files !== undefined && opts.maxConnections > files - FILE_DESCRIPTOR_RESERVE) {
+    log(
+      `warning: maxConnections ${opts.maxConnections} is within ${FILE_DESCRIPTOR_RESERVE} of the open-file limit (${files}): connections may fail before they are counted; raise the limit (ulimit -n) or lower maxConnections`,
+    );
+  }
   if (log) {
     ready.on('created', (e) => log(`session created id=${e.id} client=${e.clientKey} thread=${e.owner}`));
     ready.on('closed', (e) =>

@@ -37,6 +37,9 @@ import { checkOrigin } from './origin.js';
 import { checkGetHeaders, checkPostBody, checkPostHeaders, checkPostMessage } from './preflight.js';
 import { pipePortToResponse } from './stream.js';
 
+/** `Retry-After` for a request refused because its session is at `maxInFlightPerSession`. */
+const IN_FLIGHT_RETRY_MS = 1_000;
+
 /** How long shutdown waits at least for ended streams to flush before destroying what is left. */
 const SHUTDOWN_FLUSH_MS = 1_000;
 
@@ -49,9 +52,12 @@ export interface SessionBrokerEvents {
 
 /** Requests refused or lost by the listener itself (not by the broker), for metrics. */
 export interface FrontCounters {
+  /** 503: the owner thread's dispatch queue was full. */
   queueFull: number;
   /** Clients that went away before their request body arrived whole (not an error: counted, not logged). */
   clientAborts: number;
+  /** 429: the session already had `maxInFlightPerSession` requests in flight. */
+  inFlightLimited: number;
 }
 
 /**
@@ -69,7 +75,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   /** POST and DELETE responses in flight: shutdown lets these finish. */
   #inFlight = 0;
   #drained: (() => void) | undefined;
-  readonly #counters: FrontCounters = { queueFull: 0, clientAborts: 0 };
+  readonly #counters: FrontCounters = { queueFull: 0, clientAborts: 0, inFlightLimited: 0 };
   readonly #log = new ErrorLog();
   /** The last request handled on each connection: requests on one connection run in order. */
   readonly #lastOnSocket = new WeakMap<Socket, ServerResponse>();
@@ -302,7 +308,12 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     run: () => Promise<Routed>,
     id: string | number | null = null,
   ) {
-    if (!this.#broker.table.enter(ref)) return send(res, Answers.sessionNotFound(id));
+    const entered = this.#broker.table.enter(ref, this.#opts.maxInFlightPerSession);
+    if (entered === 'gone') return send(res, Answers.sessionNotFound(id));
+    if (entered === 'limited') {
+      this.#counters.inFlightLimited++;
+      return send(res, refusalAnswer({ reason: 'in_flight_limited', retryAfterMs: IN_FLIGHT_RETRY_MS }, id));
+    }
     res.once('close', () => this.#broker.table.leave(ref));
     this.#trackInFlight(res);
     return this.#forward(res, run, id);

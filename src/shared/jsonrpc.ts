@@ -3,7 +3,7 @@
  * refusals and request faults to HTTP answers. Every error body the broker
  * sends is a JSON-RPC error object (`id` null unless the request's id is known).
  */
-import type { CloseReason, Refused } from './types.js';
+import type { CloseReason, FrontRefusal, Refused } from './types.js';
 
 export type JsonRpcId = string | number | null;
 
@@ -50,20 +50,26 @@ export function retryAfterSeconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
 
-/** Status and message per refusal reason: 429 for rates and a client's own cap, 503 for the server's capacity. */
+/**
+ * Status and message per refusal reason: 429 for rates and for what one client
+ * or one session holds, 503 for the server's capacity.
+ */
 const REFUSALS = {
   rate_limited: [429, 'Too many new sessions: session creation rate limit reached'],
   full: [503, 'Session limit reached and no session can be evicted'],
   client_rate_limited: [429, 'Too many new sessions from this client'],
   client_full: [429, 'Too many sessions for this client and none can be evicted'],
   queue_full: [503, 'Server busy: request queue is full'],
-} as const satisfies Record<string, readonly [number, string]>;
+  in_flight_limited: [429, 'Too many requests in flight for this session'],
+  connections_full: [503, 'Server busy: too many open connections'],
+  address_full: [429, 'Too many open connections or requests from this address'],
+} as const satisfies Record<Refused['reason'] | FrontRefusal['reason'], readonly [number, string]>;
 
-/** The one mapping from an admission refusal to its HTTP answer (429 or 503, with `Retry-After`). */
-export function refusalAnswer(
-  refused: Refused | { reason: 'queue_full'; retryAfterMs: number },
-  id: JsonRpcId = null,
-): HttpAnswer {
+/**
+ * The one mapping from a refusal (an admission's, or the HTTP front's) to its
+ * HTTP answer (429 or 503, with `Retry-After`).
+ */
+export function refusalAnswer(refused: Refused | FrontRefusal, id: JsonRpcId = null): HttpAnswer {
   const [status, message] = REFUSALS[refused.reason];
   return errorAnswer(status, ErrorCode.ServerError, message, {
     id,

@@ -78,6 +78,9 @@ export interface TableViews {
   readonly rate: Float64Array;
 }
 
+/** What `enter` did: `entered`, or why not (the session is `gone`, or `limited` by its requests in flight). */
+export type EnterResult = 'entered' | 'gone' | 'limited';
+
 /** Why a lookup found no usable session. */
 export type LookupMiss = 'malformed' | 'unknown' | 'idle' | 'lifetime';
 
@@ -248,25 +251,30 @@ export class SessionTable {
 
   /**
    * Enters a request into a live session: increments its in-flight count by
-   * compare-and-swap, only while the slot is live and of this generation.
-   * Returns false when the session is gone (answer 404).
+   * compare-and-swap, only while the slot is live and of this generation and
+   * the count is below `limit`. Returns `gone` when the session is not live
+   * (answer 404), `limited` when it already has `limit` requests in flight.
+   * @param limit most requests in flight in one session (capped at the count's width, INFLIGHT_MASK)
    */
-  enter(ref: SessionRef): boolean {
+  enter(ref: SessionRef, limit: number = INFLIGHT_MASK): EnterResult {
     const words = this.views.words;
     const index = ref.slot * SLOT_I32 + S_STATE;
     const tbase = ref.slot * SLOT_I64;
+    const most = Math.min(limit, INFLIGHT_MASK);
     for (;;) {
       const word = Atomics.load(words, index);
-      if (!this.#isLiveGen(ref, word)) return false;
+      if (!this.#isLiveGen(ref, word)) return 'gone';
       const inflight = wordInflight(word);
-      if (inflight === INFLIGHT_MASK) return false;
+      // The limit is checked on the word the compare-and-swap below confirms:
+      // concurrent enters cannot overshoot it together.
+      if (inflight >= most) return 'limited';
       // Times first, then the compare-and-swap that publishes in-flight: the
       // broker must never see the new count with a stale busySince (it would
       // think the request old enough to evict its session).
       const now = BigInt(this.now());
       if (inflight === 0) Atomics.store(this.views.times, tbase + T_BUSY_SINCE, now);
       Atomics.store(this.views.times, tbase + T_LAST_SEEN, now);
-      if (Atomics.compareExchange(words, index, word, word + 1) === word) return true;
+      if (Atomics.compareExchange(words, index, word, word + 1) === word) return 'entered';
     }
   }
 

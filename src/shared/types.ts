@@ -14,6 +14,23 @@ export type CloseReason = (typeof CLOSE_REASONS)[number];
 export const REJECT_REASONS = ['rate_limited', 'full', 'client_rate_limited', 'client_full'] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
+/**
+ * Why the HTTP front refused a request or a connection before any admission:
+ * `queue_full` (the owner thread's dispatch queue), `in_flight_limited` (the
+ * session's own requests in flight), `connections_full` (open connections,
+ * server-wide, none idle), `address_full` (open connections, or behind a
+ * trusted proxy requests in progress, of one client address).
+ */
+export const FRONT_REFUSAL_REASONS = ['queue_full', 'in_flight_limited', 'connections_full', 'address_full'] as const;
+export type FrontRefusalReason = (typeof FRONT_REFUSAL_REASONS)[number];
+
+/** A refusal by the HTTP front: a value, like an admission refusal. */
+export interface FrontRefusal {
+  readonly reason: FrontRefusalReason;
+  /** How long the client should wait before trying again, in milliseconds. */
+  readonly retryAfterMs: number;
+}
+
 /** What happens to the oldest or idlest session when the cap is reached. */
 export const EVICTION_POLICIES = ['oldest', 'idlest', 'none'] as const;
 export type EvictionPolicy = (typeof EVICTION_POLICIES)[number];
