@@ -122,3 +122,11 @@ export function outcomeOf(call: Promise<unknown>): Promise<string> {
     (error: Error) => error.message,
   );
 }
+
+/** The thread that owns a session, as its `whoami` tool reports it. */
+export async function threadOf(url: string, sessionId: string): Promise<number> {
+  const { text } = await rawCall(url, sessionId, 'whoami');
+  const match = /"threadId\\":(\d+)/.exec(text);
+  if (!match) throw new Error(`no thread id in ${text}`);
+  return Number(match[1]);
+}

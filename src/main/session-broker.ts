@@ -10,8 +10,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { type BrokerHandle, startBroker, startInProcessBroker } from '../broker/index.js';
 import type { BrokerError } from '../shared/errors.js';
-import { Answers, type HttpAnswer, refusalAnswer } from '../shared/jsonrpc.js';
-import type { WireRequest } from '../shared/messages.js';
+import { Answers, type HttpAnswer, refusalAnswer, sessionClosedError } from '../shared/jsonrpc.js';
+import type { TaskResult, WireRequest } from '../shared/messages.js';
 import type { SessionTable } from '../shared/table.js';
 import type {
   BrokerStats,
@@ -22,7 +22,7 @@ import type {
 } from '../shared/types.js';
 import { type Authenticate, bearerAuth, cloneableAuth } from './auth.js';
 import { ClientKeys } from './clients.js';
-import { type Dispatcher, LocalDispatcher, PoolDispatcher, type Routed } from './dispatch.js';
+import { type Dispatcher, LocalDispatcher, PoolDispatcher, type Routed, type ThreadRestarts } from './dispatch.js';
 import { eventStoreFactory } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
@@ -34,6 +34,8 @@ import {
 import { checkOrigin } from './origin.js';
 import { checkGetHeaders, checkPostBody, checkPostHeaders, checkPostMessage } from './preflight.js';
 import { pipePortToResponse } from './stream.js';
+
+type TaskHeaders = Extract<TaskResult, { kind: 'head' }>['headers'];
 
 /** How long shutdown waits at least for ended streams to flush before destroying what is left. */
 const SHUTDOWN_FLUSH_MS = 1_000;
@@ -82,6 +84,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         admission: opts.admission,
         lanes,
         manualClock: opts.manualClock,
+        // No handler threads, no watchdog: a stuck tool stalls this very thread.
+        stallTimeoutMs: 0,
         onEvent,
         closer: (_owner, ref, reason) => (host ? host.close(ref, reason) : Promise.resolve()),
       });
@@ -102,6 +106,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       admission: opts.admission,
       lanes,
       manualClock: opts.manualClock,
+      stallTimeoutMs: opts.stallTimeoutMs,
       onEvent,
       onFailure: (error) => {
         if (!self) return;
@@ -120,6 +125,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         streamLimits: opts.streamLimits,
         eventStore: opts.eventStore,
         maxPendingPerThread: opts.maxPendingPerThread,
+        stallTimeoutMs: opts.stallTimeoutMs,
         onThreadGone: (threadId) => void broker.api.ownerGone(threadId),
       });
     } catch (error) {
@@ -157,6 +163,15 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   /** A snapshot of admission state and counters. */
   stats(): Promise<BrokerStats> {
     return this.#broker.api.stats();
+  }
+
+  /**
+   * Handler threads lost and replaced since start: `stalled`, ended by the
+   * watchdog (`stallTimeoutMs`); `died`, exited on their own (`process.exit`,
+   * an uncaught exception).
+   */
+  get threadRestarts(): Readonly<ThreadRestarts> {
+    return { ...this.#dispatcher.restarts };
   }
 
   /** Listener-side refusal counts (the broker's own are in `stats()`). */
@@ -329,7 +344,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
           res.end(result.body);
           return;
         }
-        await pipePortToResponse(port, res, result.body);
+        await pipePortToResponse(port, res, result.body, () => lastWords(result.headers, id));
         return;
       }
     }
@@ -377,6 +392,18 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     await this.#dispatcher.close();
     await this.#broker.terminate();
   }
+}
+
+/**
+ * The end of an SSE response whose owner thread died before ending it: the
+ * request's JSON-RPC error, when the listener knows its id (a single request),
+ * so the client's call fails at once instead of waiting on a broken stream.
+ */
+function lastWords(headers: TaskHeaders, id: string | number | null): Uint8Array | undefined {
+  if (id === null) return undefined;
+  const type = headers.find(([name]) => name.toLowerCase() === 'content-type')?.[1] ?? '';
+  if (!type.includes('text/event-stream')) return undefined;
+  return Buffer.from(`event: message\ndata: ${JSON.stringify(sessionClosedError('error', id))}\n\n`);
 }
 
 /** Writes an answer (or just ends a response whose head is already out). */

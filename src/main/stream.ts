@@ -156,10 +156,18 @@ export async function deliver(
 /**
  * Writes what arrives on `port` to `res`, acknowledging bytes once the socket
  * has taken them. Resolves when the response is over, however it ended.
+ * `onSenderGone` gives the last bytes of a body whose sender vanished (its
+ * thread died) before ending it; without them, the response is destroyed.
  */
-export function pipePortToResponse(port: MessagePort, res: ServerResponse, head?: Uint8Array): Promise<void> {
+export function pipePortToResponse(
+  port: MessagePort,
+  res: ServerResponse,
+  head?: Uint8Array,
+  onSenderGone?: () => Uint8Array | undefined,
+): Promise<void> {
   return new Promise((resolve) => {
     let settled = false;
+    let ended = false;
     const settle = () => {
       if (settled) return;
       settled = true;
@@ -189,6 +197,7 @@ export function pipePortToResponse(port: MessagePort, res: ServerResponse, head?
       if (message.type === 'chunk') {
         write(message.data);
       } else if (message.type === 'end') {
+        ended = true;
         res.end(settle);
       } else {
         res.destroy(new Error(message.reason));
@@ -198,7 +207,9 @@ export function pipePortToResponse(port: MessagePort, res: ServerResponse, head?
     port.on('close', () => {
       // The sender vanished (its thread died) before ending the body.
       if (!settled) {
-        res.destroy();
+        const tail = ended ? undefined : onSenderGone?.();
+        if (tail) res.end(tail);
+        else res.destroy();
         settle();
       }
     });
