@@ -71,6 +71,8 @@ describe('mcp-session-broker serve', () => {
     [['launch'], /unknown command "launch"/],
     [['serve', '--per-client-max', '5000'], /--per-client-max must be at most 1000/],
     [['serve', '--trust-proxy', '99'], /--trust-proxy must be an integer from 0 to 16/],
+    [['serve', '--stall-timeout', '50ms'], /--stall-timeout must be 0 \(off\) or at least 100 ms/],
+    [['serve', '--stall-timeout', 'forever'], /invalid duration "forever"/],
   ])('exits 2 with one line for %j', async (args, message) => {
     const { code, stderr } = await outcome(args);
     expect(code).toBe(2);
@@ -127,6 +129,8 @@ describe('mcp-session-broker serve', () => {
         '/x',
         '--threads',
         '3',
+        '--stall-timeout',
+        '5s',
         '--max-sessions',
         '500',
         '--rate',
@@ -155,6 +159,7 @@ describe('mcp-session-broker serve', () => {
       port: 8080,
       path: '/x',
       threads: 3,
+      stallTimeoutMs: 5_000,
       maxSessions: 500,
       rate: { max: 20, windowMs: 60_000 },
       idleTimeoutMs: 1_800_000,
