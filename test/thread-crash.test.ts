@@ -61,6 +61,7 @@ describe('a handler thread crash', () => {
     // The freed capacity is usable, and the pool is back to two threads.
     await until(() => s.broker.threadIds.length === 2, 10_000, 'the replacement thread');
     expect(s.broker.threadIds).not.toContain(victimThread);
+    expect(s.broker.threadRestarts).toEqual({ stalled: 0, died: 1 });
     const fresh = await Promise.all(doomed.map(() => connect(s.url)));
     expect(fresh).toHaveLength(doomed.length);
     expect((await rawInitialize(s.url)).status).toBe(503);
