@@ -344,7 +344,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
           res.end(result.body);
           return;
         }
-        await pipePortToResponse(port, res, result.body, () => lastWords(result.headers, id));
+        await pipePortToResponse(port, res, result.body, () => senderGoneTail(result.headers, id));
         return;
       }
     }
@@ -399,7 +399,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
  * request's JSON-RPC error, when the listener knows its id (a single request),
  * so the client's call fails at once instead of waiting on a broken stream.
  */
-function lastWords(headers: TaskHeaders, id: string | number | null): Uint8Array | undefined {
+function senderGoneTail(headers: TaskHeaders, id: string | number | null): Uint8Array | undefined {
   if (id === null) return undefined;
   const type = headers.find(([name]) => name.toLowerCase() === 'content-type')?.[1] ?? '';
   if (!type.includes('text/event-stream')) return undefined;
