@@ -170,8 +170,8 @@ export class PoolDispatcher implements Dispatcher {
     if (!this.#live.delete(threadId)) return;
     this.#pending.delete(threadId);
     if (this.#closing) return;
-    if (this.#stalled.delete(threadId)) this.#restarts.stalled++;
-    else this.#restarts.died++;
+    // A thread the watchdog ended was counted when it was ended.
+    if (!this.#stalled.delete(threadId)) this.#restarts.died++;
     this.#opts.onThreadGone(threadId);
   }
 
@@ -189,6 +189,7 @@ export class PoolDispatcher implements Dispatcher {
 
   async #replace(threadId: number, silentMs: number): Promise<void> {
     this.#stalled.add(threadId);
+    this.#restarts.stalled++;
     console.error(
       `[mcp-session-broker] handler thread ${threadId} has not answered for ${silentMs} ms: terminating it (its sessions close with reason error)`,
     );
