@@ -54,7 +54,7 @@ export interface PoolDispatcherOptions {
   readonly maxPendingPerThread: number;
   /** A handler thread whose heartbeat is older than this (real ms) is terminated and replaced; 0 = never. */
   readonly stallTimeoutMs: number;
-  /** A handler thread died (not at shutdown). */
+  /** A handler thread is gone, dead or ended by the watchdog (not at shutdown). */
   readonly onThreadGone: (threadId: number) => void;
 }
 
