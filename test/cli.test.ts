@@ -78,6 +78,8 @@ describe('mcp-session-broker serve', () => {
       ['serve', '--max-connections', '10', '--max-connections-per-address', '20'],
       /--max-connections-per-address must be at most 10/,
     ],
+    [['serve', '--stall-timeout', '50ms'], /--stall-timeout must be 0 \(off\) or at least 100 ms/],
+    [['serve', '--stall-timeout', 'forever'], /invalid duration "forever"/],
   ])('exits 2 with one line for %j', async (args, message) => {
     const { code, stderr } = await outcome(args);
     expect(code).toBe(2);
@@ -143,6 +145,8 @@ describe('mcp-session-broker serve', () => {
         '/x',
         '--threads',
         '3',
+        '--stall-timeout',
+        '5s',
         '--max-sessions',
         '500',
         '--rate',
@@ -173,6 +177,7 @@ describe('mcp-session-broker serve', () => {
       port: 8080,
       path: '/x',
       threads: 3,
+      stallTimeoutMs: 5_000,
       maxSessions: 500,
       rate: { max: 20, windowMs: 60_000 },
       idleTimeoutMs: 1_800_000,

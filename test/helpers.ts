@@ -169,3 +169,11 @@ export function rawPost(url: string, body: string, headers: Record<string, strin
   const lines = Object.entries(all).map(([name, value]) => `${name}: ${value}`);
   return `POST ${pathname} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n${body}`;
 }
+
+/** The thread that owns a session, as its `whoami` tool reports it. */
+export async function threadOf(url: string, sessionId: string): Promise<number> {
+  const { text } = await rawCall(url, sessionId, 'whoami');
+  const match = /"threadId\\":(\d+)/.exec(text);
+  if (!match) throw new Error(`no thread id in ${text}`);
+  return Number(match[1]);
+}

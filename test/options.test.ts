@@ -71,9 +71,19 @@ describe('option validation', () => {
       RangeError,
       'options.maxInFlightPerSession must be at most options.maxPendingPerThread (16)',
     ],
+    [{ maxSessions: 5, stallTimeoutMs: '30s' }, TypeError, 'options.stallTimeoutMs must be a number of milliseconds'],
+    [{ maxSessions: 5, stallTimeoutMs: -1 }, RangeError, 'options.stallTimeoutMs must be a non-negative'],
+    [{ maxSessions: 5, stallTimeoutMs: 50 }, RangeError, 'options.stallTimeoutMs must be 0 (off) or at least 100 ms'],
+    [{ maxSessions: 5, stallTimeoutMs: 2 ** 40 }, RangeError, 'options.stallTimeoutMs must be at most'],
   ])('refuses broker options %j', (options, type, message) => {
     expect(() => resolveSessionBrokerOptions(options as never)).toThrow(type);
     expect(() => resolveSessionBrokerOptions(options as never)).toThrow(message);
+  });
+
+  it('defaults the stall timeout to 30 s, and accepts 0 (off)', () => {
+    expect(resolveSessionBrokerOptions({ maxSessions: 1 }).stallTimeoutMs).toBe(30_000);
+    expect(resolveSessionBrokerOptions({ maxSessions: 1, stallTimeoutMs: 0 }).stallTimeoutMs).toBe(0);
+    expect(resolveSessionBrokerOptions({ maxSessions: 1, stallTimeoutMs: 100 }).stallTimeoutMs).toBe(100);
   });
 
   it.each([

@@ -4,20 +4,13 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Served } from '../dist/main/index.js';
-import { alive, connect, rawCall, rawInitialize, recordClosed, start, until } from './helpers.js';
+import { alive, connect, rawCall, rawInitialize, recordClosed, start, threadOf, until } from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
   await served?.close();
   served = undefined;
 });
-
-async function threadOf(url: string, sessionId: string): Promise<number> {
-  const { text } = await rawCall(url, sessionId, 'whoami');
-  const match = /"threadId\\":(\d+)/.exec(text);
-  if (!match) throw new Error(`no thread id in ${text}`);
-  return Number(match[1]);
-}
 
 describe('a handler thread crash', () => {
   it.each(['crash', 'throw'])('is noticed when the thread dies by %s, and its sessions are freed', async (tool) => {
@@ -68,6 +61,7 @@ describe('a handler thread crash', () => {
     // The freed capacity is usable, and the pool is back to two threads.
     await until(() => s.broker.threadIds.length === 2, 10_000, 'the replacement thread');
     expect(s.broker.threadIds).not.toContain(victimThread);
+    expect(s.broker.threadRestarts).toEqual({ stalled: 0, died: 1 });
     const fresh = await Promise.all(doomed.map(() => connect(s.url)));
     expect(fresh).toHaveLength(doomed.length);
     expect((await rawInitialize(s.url)).status).toBe(503);

@@ -25,6 +25,7 @@ export {
   type RateLimit,
   type ResolvedAdmissionOptions,
   resolveAdmissionOptions,
+  unresponsiveAfterMs,
 } from './options.js';
 export type { SessionCloser, SessionEventListener, SessionStore } from './store.js';
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory/index.js';
@@ -48,6 +49,8 @@ export interface BrokerStartOptions {
   readonly admission: ResolvedAdmissionOptions;
   readonly lanes: number;
   readonly manualClock: boolean;
+  /** A handler thread silent this long (real ms) is replaced by the listener's watchdog; 0 = never. */
+  readonly stallTimeoutMs: number;
   readonly onEvent: SessionEventListener;
   /** The broker worker died after it started (its calls now reject with this error). */
   readonly onFailure?: (error: BrokerError) => void;
@@ -60,6 +63,7 @@ export async function startBroker(options: BrokerStartOptions): Promise<BrokerHa
     admission: options.admission,
     lanes: options.lanes,
     manualClock: options.manualClock,
+    stallTimeoutMs: options.stallTimeoutMs,
     eventPort: events.port2,
   };
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
@@ -147,6 +151,7 @@ export function startInProcessBroker(options: InProcessBrokerOptions): BrokerHan
     admission: options.admission,
     lanes: options.lanes,
     manualClock: options.manualClock,
+    stallTimeoutMs: options.stallTimeoutMs,
     closer: options.closer,
     onEvent: options.onEvent,
     ...(options.now ? { now: options.now } : {}),

@@ -78,6 +78,19 @@ export const ADMISSION_DEFAULTS = {
   closeTimeoutMs: 10_000,
 } as const satisfies Partial<ResolvedAdmissionOptions>;
 
+/** The longest a handler thread's heartbeat may be silent before the thread counts as unable to answer now, ms. */
+export const MAX_UNRESPONSIVE_MS = 1_000;
+
+/**
+ * How long a handler thread's heartbeat may be silent before admission stops
+ * counting on the thread (no eviction victim there, no new session there):
+ * half the stall timeout, at most one second, so an admission at capacity
+ * never waits on a thread that cannot answer, long before the thread is replaced.
+ */
+export function unresponsiveAfterMs(stallTimeoutMs: number): number {
+  return stallTimeoutMs === 0 ? MAX_UNRESPONSIVE_MS : Math.min(MAX_UNRESPONSIVE_MS, Math.floor(stallTimeoutMs / 2));
+}
+
 /** The largest cap a shared table is built for (slots are preallocated). */
 export const MAX_SESSIONS_LIMIT = 1_000_000;
 /** The largest rate ring (one Float64 per creation in the window). */

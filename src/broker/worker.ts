@@ -16,6 +16,7 @@ export interface BrokerWorkerData {
   readonly admission: ResolvedAdmissionOptions;
   readonly lanes: number;
   readonly manualClock: boolean;
+  readonly stallTimeoutMs: number;
   readonly eventPort: MessagePort;
 }
 
@@ -31,6 +32,7 @@ const store = new MemoryStore({
   admission: data.admission,
   lanes: data.lanes,
   manualClock: data.manualClock,
+  stallTimeoutMs: data.stallTimeoutMs,
   closer: (owner, ref, reason) => owners.close(owner, ref, reason),
   onEvent: (event) => data.eventPort.postMessage(event),
 });

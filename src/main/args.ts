@@ -19,7 +19,11 @@ Flags:
   --host HOST              interface to listen on (default 127.0.0.1)
   --port N                 port; 0 picks a free one (default 3000)
   --path PATH              MCP endpoint path (default /mcp)
-  --threads N              handler threads (default: available cores; 0 = main thread only)
+  --threads N              handler threads (default: available cores); 0 = main thread only, with
+                           no isolation: a tool that loops forever or calls process.exit takes
+                           the whole server down (--stall-timeout needs threads)
+  --stall-timeout DURATION replace a handler thread whose event loop is blocked this long; its
+                           sessions close with reason error; 0 = off (default 30s)
   --max-sessions N         most live sessions (default ${CLI_DEFAULT_MAX_SESSIONS})
   --evict POLICY           oldest | idlest | none (default oldest)
   --rate N/DURATION        most sessions created per window, e.g. 20/1m (default: no limit)
@@ -68,6 +72,7 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       port: { type: 'string' },
       path: { type: 'string' },
       threads: { type: 'string' },
+      'stall-timeout': { type: 'string' },
       'max-sessions': { type: 'string' },
       evict: { type: 'string' },
       rate: { type: 'string' },
@@ -115,6 +120,7 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   if (values.path !== undefined) options.path = values.path;
   const threads = int('threads', values.threads);
   if (threads !== undefined) options.threads = threads;
+  if (values['stall-timeout'] !== undefined) options.stallTimeoutMs = parseDuration(values['stall-timeout']);
   if (values.evict !== undefined) options.evict = values.evict as EvictionPolicy;
   if (values.rate !== undefined) options.rate = parseRate(values.rate);
   if (values['idle-timeout'] !== undefined) options.idleTimeoutMs = parseDuration(values['idle-timeout']);
@@ -167,6 +173,7 @@ const FLAG_OF_OPTION: Record<string, string> = {
   maxLifetimeMs: '--max-lifetime',
   busyTimeoutMs: '--busy-timeout',
   threads: '--threads',
+  stallTimeoutMs: '--stall-timeout',
   maxBodyBytes: '--max-body',
   maxInFlightPerSession: '--max-in-flight',
   maxConnections: '--max-connections',

@@ -3,6 +3,9 @@
  * session and give back the answer's head and a port carrying its body:
  * `PoolDispatcher` through a piscina pool of handler threads, routed to the
  * owner; `LocalDispatcher` to a session host on this thread (`threads: 0`).
+ * The pool dispatcher also runs the watchdog (on the main thread): a handler
+ * thread whose heartbeat is older than the stall timeout is terminated, and
+ * piscina replaces it.
  */
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
@@ -20,9 +23,16 @@ import { deliver, type StreamLimits } from './stream.js';
 /** A routed request's answer: its head, and the port its body (if any) arrives on. */
 export type Routed = { readonly result: TaskResult; readonly port: MessagePort } | { readonly busy: true };
 
+/** Handler threads lost and replaced, by why: the watchdog ended them (`stalled`), or they exited (`died`). */
+export interface ThreadRestarts {
+  stalled: number;
+  died: number;
+}
+
 export interface Dispatcher {
   /** Threads that can own sessions (their threadIds). */
   readonly threadIds: readonly number[];
+  readonly restarts: Readonly<ThreadRestarts>;
   initialize(client: ClientIdentity, request: WireRequest): Promise<Routed>;
   session(sessionId: string, ref: SessionRef, owner: number, request: WireRequest): Promise<Routed>;
   close(): Promise<void>;
@@ -42,7 +52,9 @@ export interface PoolDispatcherOptions {
   readonly eventStore: EventStoreLimits | undefined;
   /** Tasks dispatched to one thread and not yet answered, beyond which requests get 503. */
   readonly maxPendingPerThread: number;
-  /** A handler thread died (not at shutdown). */
+  /** A handler thread whose heartbeat is older than this (real ms) is terminated and replaced; 0 = never. */
+  readonly stallTimeoutMs: number;
+  /** A handler thread is gone, dead or ended by the watchdog (not at shutdown). */
   readonly onThreadGone: (threadId: number) => void;
 }
 
@@ -50,11 +62,22 @@ export interface PoolDispatcherOptions {
 type QueueOptions = { readonly owner?: number; chosen?: number };
 type PoolWorker = { readonly id: number; readonly terminating: boolean; readonly destroyed: boolean };
 
+/**
+ * How long the watchdog waits for a terminated thread to exit before it frees
+ * the thread's sessions anyway: termination stops its JavaScript for good, but
+ * a thread blocked inside a native call exits only when that call returns.
+ */
+const TERMINATE_GRACE_MS = 1_000;
+
 export class PoolDispatcher implements Dispatcher {
   readonly #pool: Piscina;
   readonly #opts: PoolDispatcherOptions;
   readonly #pending = new Map<number, number>();
   readonly #live = new Set<number>();
+  /** Threads the watchdog has terminated, until they are gone. */
+  readonly #stalled = new Set<number>();
+  readonly #restarts: ThreadRestarts = { stalled: 0, died: 0 };
+  readonly #watchdog: NodeJS.Timeout | undefined;
   #roundRobin = 0;
   #closing = false;
 
@@ -121,21 +144,67 @@ export class PoolDispatcher implements Dispatcher {
       // thread's port closes.
       setImmediate(() => {
         const running = new Set(this.#pool.threads.map((t) => t.threadId).filter((id) => id >= 0));
-        for (const id of [...this.#live]) {
-          if (running.has(id)) continue;
-          this.#live.delete(id);
-          this.#pending.delete(id);
-          if (!this.#closing) this.#opts.onThreadGone(id);
-        }
+        for (const id of [...this.#live]) if (!running.has(id)) this.#gone(id);
       });
     });
     this.#pool.on('error', (error: unknown) => {
       if (!this.#closing) console.error('[mcp-session-broker] handler pool error:', error);
     });
+    if (options.stallTimeoutMs > 0) {
+      // Checks as often as threads beat: a stall is acted on within one period of the timeout.
+      this.#watchdog = setInterval(() => this.#watch(), options.broker.table.heartbeatIntervalMs);
+      this.#watchdog.unref();
+    }
   }
 
   get threadIds(): readonly number[] {
     return [...this.#live];
+  }
+
+  get restarts(): Readonly<ThreadRestarts> {
+    return this.#restarts;
+  }
+
+  /** A handler thread is gone (it died, or the watchdog ended it): its sessions are freed. Idempotent. */
+  #gone(threadId: number): void {
+    if (!this.#live.delete(threadId)) return;
+    this.#pending.delete(threadId);
+    if (this.#closing) return;
+    // A thread the watchdog ended was counted when it was ended.
+    if (!this.#stalled.delete(threadId)) this.#restarts.died++;
+    this.#opts.onThreadGone(threadId);
+  }
+
+  /** The watchdog: terminates every thread whose heartbeat is older than the stall timeout. */
+  #watch(): void {
+    if (this.#closing) return;
+    const table = this.#opts.broker.table;
+    for (const threadId of this.#live) {
+      if (this.#stalled.has(threadId)) continue;
+      const silentMs = table.heartbeatAge(threadId);
+      if (silentMs === undefined || silentMs <= this.#opts.stallTimeoutMs) continue;
+      void this.#replace(threadId, silentMs);
+    }
+  }
+
+  async #replace(threadId: number, silentMs: number): Promise<void> {
+    this.#stalled.add(threadId);
+    this.#restarts.stalled++;
+    console.error(
+      `[mcp-session-broker] handler thread ${threadId} has not answered for ${silentMs} ms: terminating it (its sessions close with reason error)`,
+    );
+    // piscina sees the exit, rejects the thread's unanswered tasks (their requests
+    // get "Session closed: error") and starts a replacement.
+    const worker = this.#pool.threads.find((t) => t.threadId === threadId);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      worker?.terminate().catch(() => undefined),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, TERMINATE_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    this.#gone(threadId);
   }
 
   #balance<W extends PoolWorker>(queue: QueueOptions | null, workers: W[]): W | null {
@@ -148,7 +217,7 @@ export class PoolDispatcher implements Dispatcher {
   }
 
   #choose<W extends PoolWorker>(queue: QueueOptions | null, workers: W[]): W | null {
-    const usable = workers.filter((w) => !w.terminating && !w.destroyed);
+    let usable = workers.filter((w) => !w.terminating && !w.destroyed && !this.#stalled.has(w.id));
     if (usable.length === 0) return null;
     if (queue?.owner !== undefined) {
       // Requests go to the session's owner. If it just died, any thread will do:
@@ -156,8 +225,11 @@ export class PoolDispatcher implements Dispatcher {
       return usable.find((w) => w.id === queue.owner) ?? usable[0] ?? null;
     }
     // A new session goes to the thread with the fewest live sessions (transports
-    // plus admissions on their way); ties are broken round-robin.
+    // plus admissions on their way), among the threads that can answer now;
+    // ties are broken round-robin.
     const table = this.#opts.broker.table;
+    const stuck = table.unresponsiveThreads();
+    if (stuck.size > 0 && usable.some((w) => !stuck.has(w.id))) usable = usable.filter((w) => !stuck.has(w.id));
     const start = this.#roundRobin++ % usable.length;
     let best = null;
     let bestLoad = Number.POSITIVE_INFINITY;
@@ -174,9 +246,15 @@ export class PoolDispatcher implements Dispatcher {
   }
 
   async initialize(client: ClientIdentity, request: WireRequest): Promise<Routed> {
+    // Busy when no thread could take it now: each is at its bound, or cannot
+    // answer (its event loop is blocked; the session would wait for the watchdog).
+    const stuck = this.#opts.broker.table.unresponsiveThreads();
     if (
       this.#live.size > 0 &&
-      [...this.#live].every((id) => (this.#pending.get(id) ?? 0) >= this.#opts.maxPendingPerThread)
+      [...this.#live].every(
+        (id) =>
+          (this.#pending.get(id) ?? 0) >= this.#opts.maxPendingPerThread || stuck.has(id) || this.#stalled.has(id),
+      )
     ) {
       return { busy: true };
     }
@@ -213,6 +291,7 @@ export class PoolDispatcher implements Dispatcher {
 
   async close(): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#watchdog);
     await this.#pool.destroy();
   }
 }
@@ -220,6 +299,8 @@ export class PoolDispatcher implements Dispatcher {
 /** Serves sessions on this thread (`threads: 0`): no pool, same host code. */
 export class LocalDispatcher implements Dispatcher {
   readonly threadIds = [0] as const;
+  /** Nothing to restart: with no handler threads, a stuck or dying tool takes the process with it. */
+  readonly restarts: Readonly<ThreadRestarts> = { stalled: 0, died: 0 };
   readonly #host: SessionHost;
   readonly #limits: StreamLimits;
 

@@ -2,6 +2,9 @@
  * A handler thread's entry (a piscina worker). It loads the user's server
  * factory, connects to the broker, and serves the tasks the listener routes to
  * it: new sessions (it becomes their owner) and requests of sessions it owns.
+ * A timer stores its heartbeat in the shared table: it stops only when the
+ * thread's event loop does (a tool in a synchronous loop), and then the
+ * listener's watchdog replaces the thread.
  */
 
 import { MessageChannel, parentPort, threadId, workerData } from 'node:worker_threads';
@@ -33,13 +36,14 @@ if (!parentPort) throw new Error('the handler must run in a worker thread');
 const data = workerData as HandlerWorkerData;
 const toBroker = new MessageChannel();
 const fromBroker = new MessageChannel();
+const table = new SessionTable(data.buffer);
 let host: SessionHost | undefined;
 let loadError: string | undefined;
 try {
   const factory = await loadFactory(data.module);
   host = new SessionHost({
     factory,
-    table: new SessionTable(data.buffer),
+    table,
     broker: wrap<BrokerApi>(endpoint(toBroker.port1)),
     threadId,
     enableJsonResponse: data.enableJsonResponse,
@@ -50,6 +54,11 @@ try {
   });
   const control: OwnerControl = { close: (ref, reason) => (host as SessionHost).close(ref, reason) };
   expose(control, endpoint(fromBroker.port1));
+  // The host claimed this thread's lane. Beat now, then from a timer: async
+  // work keeps the loop turning (and the beat going); only a blocked loop stops it.
+  const lane = table.laneOf(threadId);
+  table.beat(lane);
+  setInterval(() => table.beat(lane), table.heartbeatIntervalMs).unref();
 } catch (error) {
   loadError = error instanceof BrokerError ? error.message : String(error);
 }

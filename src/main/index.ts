@@ -12,6 +12,7 @@ export type {
   SessionEvent,
 } from '../shared/types.js';
 export { CLOSE_REASONS, EVICTION_POLICIES } from '../shared/types.js';
+export type { ThreadRestarts } from './dispatch.js';
 export type { ServerFactory, SessionContext } from './host.js';
 export { type BrokerMetrics, createMetrics } from './metrics.js';
 export type { ServeOptions, SessionBrokerOptions } from './options.js';

@@ -162,6 +162,17 @@ export function createMetrics(broker: SessionBroker, connections?: { counters():
       },
     });
   }
+  new Counter({
+    name: 'mcp_handler_thread_restarts_total',
+    help: 'Handler threads lost and replaced, by reason (stalled: ended by the watchdog; died: exited on their own)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      const restarts = broker.threadRestarts;
+      mirror(this, { reason: 'stalled' }, 'restarts:stalled', restarts.stalled, seen);
+      mirror(this, { reason: 'died' }, 'restarts:died', restarts.died, seen);
+    },
+  });
   return {
     registry,
     contentType: registry.contentType,

@@ -31,10 +31,27 @@ export interface SessionBrokerOptions extends AdmissionOptions {
   factory?: ServerFactory;
   /**
    * Handler threads in the pool; 0 runs everything on the calling thread
-   * (no broker worker, no pool: for embedding in an existing app).
+   * (no broker worker, no pool: for embedding in an existing app). With 0 there
+   * is no isolation: a tool that loops forever or calls `process.exit` takes
+   * the whole server down, and `stallTimeoutMs` does not apply.
    * @default os.availableParallelism()
    */
   threads?: number;
+  /**
+   * Watchdog: a handler thread whose event loop has not turned for this many
+   * milliseconds (a tool in an endless synchronous loop, say) is terminated and
+   * replaced. Its sessions close with reason `error`, their requests in flight
+   * get a JSON-RPC error, and their capacity is free at once. Long before that,
+   * after half of it (at most 1 s) without a heartbeat, the thread gets no new
+   * sessions and none of its sessions is picked for eviction, so an admission
+   * at capacity never waits on it (it evicts elsewhere, or gets 503 with
+   * `Retry-After` at once). Every session of the thread is lost with it: set
+   * this above the longest synchronous stretch a tool may legitimately run.
+   * 0 turns the watchdog off (a stuck thread then stays stuck, though admission
+   * still avoids it). Ignored with `threads: 0`. At least 100 ms.
+   * @default 30_000
+   */
+  stallTimeoutMs?: number;
   /**
    * How long the factory may take to build a session's server, ms; past it the
    * initialize gets 500, the session is closed (reason `error`) and its rate
@@ -119,6 +136,7 @@ export interface ResolvedSessionBrokerOptions {
   readonly module: string | undefined;
   readonly factory: ServerFactory | undefined;
   readonly threads: number;
+  readonly stallTimeoutMs: number;
   readonly maxBodyBytes: number;
   readonly jsonResponse: boolean;
   readonly factoryTimeoutMs: number;
@@ -135,6 +153,7 @@ export interface ResolvedSessionBrokerOptions {
 }
 
 export const SESSION_BROKER_DEFAULTS = {
+  stallTimeoutMs: 30_000,
   maxBodyBytes: 4 * 1024 * 1024,
   jsonResponse: false,
   factoryTimeoutMs: 30_000,
@@ -146,6 +165,8 @@ export const SESSION_BROKER_DEFAULTS = {
 } as const;
 
 const MAX_THREADS = 256;
+/** The shortest stall timeout: below it, heartbeats would cost more than they tell. */
+const MIN_STALL_TIMEOUT_MS = 100;
 
 export function resolveSessionBrokerOptions(options: SessionBrokerOptions): ResolvedSessionBrokerOptions {
   const admission = resolveAdmissionOptions(options);
@@ -156,6 +177,15 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
       throw new RangeError(`options.threads must be an integer from 0 to ${MAX_THREADS}`);
     }
     threads = options.threads;
+  }
+  const stallTimeoutMs = duration(
+    'stallTimeoutMs',
+    options.stallTimeoutMs,
+    SESSION_BROKER_DEFAULTS.stallTimeoutMs,
+    true,
+  );
+  if (stallTimeoutMs > 0 && stallTimeoutMs < MIN_STALL_TIMEOUT_MS) {
+    throw new RangeError(`options.stallTimeoutMs must be 0 (off) or at least ${MIN_STALL_TIMEOUT_MS} ms`);
   }
   if (options.factory !== undefined) {
     if (typeof options.factory !== 'function') throw new TypeError('options.factory must be a function');
@@ -257,6 +287,7 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     module,
     factory: options.factory,
     threads,
+    stallTimeoutMs,
     maxBodyBytes: int('maxBodyBytes', options.maxBodyBytes, SESSION_BROKER_DEFAULTS.maxBodyBytes),
     jsonResponse: bool('jsonResponse', options.jsonResponse, SESSION_BROKER_DEFAULTS.jsonResponse),
     factoryTimeoutMs: duration(

@@ -11,8 +11,8 @@ import type { Socket } from 'node:net';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { type BrokerHandle, startBroker, startInProcessBroker } from '../broker/index.js';
 import type { BrokerError } from '../shared/errors.js';
-import { Answers, type HttpAnswer, refusalAnswer } from '../shared/jsonrpc.js';
-import type { WireRequest } from '../shared/messages.js';
+import { Answers, type HttpAnswer, refusalAnswer, sessionClosedError } from '../shared/jsonrpc.js';
+import type { TaskResult, WireRequest } from '../shared/messages.js';
 import type { SessionTable } from '../shared/table.js';
 import type {
   BrokerStats,
@@ -23,7 +23,7 @@ import type {
 } from '../shared/types.js';
 import { type Authenticate, bearerAuth, cloneableAuth } from './auth.js';
 import { ClientKeys } from './clients.js';
-import { type Dispatcher, LocalDispatcher, PoolDispatcher, type Routed } from './dispatch.js';
+import { type Dispatcher, LocalDispatcher, PoolDispatcher, type Routed, type ThreadRestarts } from './dispatch.js';
 import { eventStoreFactory } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
@@ -39,6 +39,7 @@ import { pipePortToResponse } from './stream.js';
 
 /** `Retry-After` for a request refused because its session is at `maxInFlightPerSession`. */
 const IN_FLIGHT_RETRY_MS = 1_000;
+type TaskHeaders = Extract<TaskResult, { kind: 'head' }>['headers'];
 
 /** How long shutdown waits at least for ended streams to flush before destroying what is left. */
 const SHUTDOWN_FLUSH_MS = 1_000;
@@ -101,6 +102,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         admission: opts.admission,
         lanes,
         manualClock: opts.manualClock,
+        // No handler threads, no watchdog: a stuck tool stalls this very thread.
+        stallTimeoutMs: 0,
         onEvent,
         closer: (_owner, ref, reason) => (host ? host.close(ref, reason) : Promise.resolve()),
       });
@@ -122,6 +125,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       admission: opts.admission,
       lanes,
       manualClock: opts.manualClock,
+      stallTimeoutMs: opts.stallTimeoutMs,
       onEvent,
       onFailure: (error) => {
         if (!self) return;
@@ -140,6 +144,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         streamLimits: opts.streamLimits,
         eventStore: opts.eventStore,
         maxPendingPerThread: opts.maxPendingPerThread,
+        stallTimeoutMs: opts.stallTimeoutMs,
         onThreadGone: (threadId) => void broker.api.ownerGone(threadId),
       });
     } catch (error) {
@@ -177,6 +182,15 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   /** A snapshot of admission state and counters. */
   stats(): Promise<BrokerStats> {
     return this.#broker.api.stats();
+  }
+
+  /**
+   * Handler threads lost and replaced since start: `stalled`, ended by the
+   * watchdog (`stallTimeoutMs`); `died`, exited on their own (`process.exit`,
+   * an uncaught exception).
+   */
+  get threadRestarts(): Readonly<ThreadRestarts> {
+    return { ...this.#dispatcher.restarts };
   }
 
   /** Listener-side refusal counts (the broker's own are in `stats()`). */
@@ -371,7 +385,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
           res.end(result.body);
           return;
         }
-        await pipePortToResponse(port, res, result.body);
+        await pipePortToResponse(port, res, result.body, () => senderGoneTail(result.headers, id));
         return;
       }
     }
@@ -419,6 +433,18 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     await this.#dispatcher.close();
     await this.#broker.terminate();
   }
+}
+
+/**
+ * The end of an SSE response whose owner thread died before ending it: the
+ * request's JSON-RPC error, when the listener knows its id (a single request),
+ * so the client's call fails at once instead of waiting on a broken stream.
+ */
+function senderGoneTail(headers: TaskHeaders, id: string | number | null): Uint8Array | undefined {
+  if (id === null) return undefined;
+  const type = headers.find(([name]) => name.toLowerCase() === 'content-type')?.[1] ?? '';
+  if (!type.includes('text/event-stream')) return undefined;
+  return Buffer.from(`event: message\ndata: ${JSON.stringify(sessionClosedError('error', id))}\n\n`);
 }
 
 /** Writes an answer (or just ends a response whose head is already out). */

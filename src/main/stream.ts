@@ -273,8 +273,15 @@ export async function deliver(
 /**
  * Writes what arrives on `port` to `res`, acknowledging bytes once the socket
  * has taken them. Resolves when the response is over, however it ended.
+ * `onSenderGone` gives the last bytes of a body whose sender vanished (its
+ * thread died) before ending it; without them, the response is destroyed.
  */
-export function pipePortToResponse(port: MessagePort, res: ServerResponse, head?: Uint8Array): Promise<void> {
+export function pipePortToResponse(
+  port: MessagePort,
+  res: ServerResponse,
+  head?: Uint8Array,
+  onSenderGone?: () => Uint8Array | undefined,
+): Promise<void> {
   return new Promise((resolve) => {
     let settled = false;
     // The sender ended the body: its port closing next is expected, and the response flushes on its own.
@@ -318,7 +325,9 @@ export function pipePortToResponse(port: MessagePort, res: ServerResponse, head?
     port.on('close', () => {
       // The sender vanished (its thread died) before ending the body.
       if (!settled && !ended) {
-        res.destroy();
+        const tail = onSenderGone?.();
+        if (tail) res.end(tail);
+        else res.destroy();
         settle();
       }
     });

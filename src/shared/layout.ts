@@ -6,7 +6,8 @@
  *  byte 0
  *  +--------------------------------------------------------------------------+
  *  | CONFIG   Float64 x CONFIG_F64       written once before the buffer is    |
- *  |          (epoch, idle/lifetime/busy timeouts)   shared; plain reads      |
+ *  |          (epoch, idle/lifetime/busy timeouts,   shared; plain reads      |
+ *  |           unresponsive and stall thresholds)                             |
  *  +--------------------------------------------------------------------------+
  *  | CLOCK_COUNTERS  BigInt64 x HEADER_I64  manual clock, created/closed/    |
  *  |                                         rejected counters (Atomics)     |
@@ -23,6 +24,9 @@
  *  +--------------------------------------------------------------------------+
  *  | LANES    Int32 x LANE_I32 per handler thread: threadId + 1, transports   |
  *  +--------------------------------------------------------------------------+
+ *  | BEATS    BigInt64 x BEAT_I64 per lane: the thread's last heartbeat       |
+ *  |          (real ms since the epoch; 0 = the thread does not beat)         |
+ *  +--------------------------------------------------------------------------+
  *  | RATE RING  Float64 x rate.max  (only when a rate is set): creation times |
  *  +--------------------------------------------------------------------------+
  * ```
@@ -38,16 +42,23 @@
  *   the broker (at admission).
  * - LANES: each handler thread claims its lane by compare-and-swap and keeps its
  *   own transport count there; the broker clears the lane of a dead thread.
+ * - BEATS: each handler thread stores its lane's heartbeat from a timer; the
+ *   listener's watchdog and the broker's victim selection only read it; the
+ *   broker clears it with the lane of a dead thread.
  *
  * Ordering: every cross-thread field is accessed with Atomics (sequentially
  * consistent), except CONFIG, which is immutable once shared. The broker writes
  * GEN and RAND before it publishes a slot by storing STATE; readers load STATE
  * first and confirm it again with the compare-and-swap that enters the slot,
  * so a reader never accepts a half-written id (a seqlock on the STATE word).
+ * A heartbeat is one self-contained 64-bit word: Atomics.store / Atomics.load
+ * only so that it is never torn (a plain BigInt64 access may be); it orders
+ * nothing else, and a reader that sees the previous beat only judges the thread
+ * a few milliseconds later.
  */
 
 export const LAYOUT_MAGIC = 0x4d435342; // "MCSB"
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 // ---- CONFIG (Float64, immutable once shared) -------------------------------
 /** Wall-clock ms (performance.timeOrigin + performance.now()) that all stored times count from. */
@@ -60,6 +71,13 @@ export const C_LIFETIME_MS = 2;
 export const C_BUSY_MS = 3;
 /** 1 when the clock is the manual clock below (tests), else 0. */
 export const C_MANUAL_CLOCK = 4;
+/**
+ * A handler thread whose heartbeat is older than this (real ms) cannot answer
+ * now: its sessions are not picked as eviction victims, it gets no new session.
+ */
+export const C_UNRESPONSIVE_MS = 5;
+/** A handler thread whose heartbeat is older than this (real ms) is replaced; 0 = never. */
+export const C_STALL_MS = 6;
 export const CONFIG_F64 = 8;
 
 // ---- CLOCK + COUNTERS (BigInt64, Atomics) ------------------------------------
@@ -140,6 +158,15 @@ export const L_THREAD = 0;
 export const L_TRANSPORTS = 1;
 export const LANE_I32 = 2;
 
+// ---- BEATS (BigInt64 per lane, Atomics) ----------------------------------------
+/**
+ * Real-clock ms since the epoch when the lane's thread last ran its heartbeat
+ * timer (never the manual clock: it measures the thread's event loop, not
+ * session time); 0 when the thread does not beat (the main thread, `threads: 0`).
+ */
+export const BT_HEARTBEAT = 0;
+export const BEAT_I64 = 1;
+
 /** Byte offsets and sizes of every region for one table shape. */
 export interface Layout {
   readonly capacity: number;
@@ -151,6 +178,7 @@ export interface Layout {
   readonly slotTimesOffset: number;
   readonly slotWordsOffset: number;
   readonly lanesOffset: number;
+  readonly beatsOffset: number;
   readonly rateOffset: number;
   readonly byteLength: number;
 }
@@ -163,7 +191,8 @@ export function computeLayout(capacity: number, lanes: number, rateMax: number):
   const slotTimesOffset = headerI32Offset + HEADER_I32 * 4;
   const slotWordsOffset = slotTimesOffset + capacity * SLOT_I64 * 8;
   const lanesOffset = slotWordsOffset + align8(capacity * SLOT_I32 * 4);
-  const rateOffset = lanesOffset + align8(lanes * LANE_I32 * 4);
+  const beatsOffset = lanesOffset + align8(lanes * LANE_I32 * 4);
+  const rateOffset = beatsOffset + lanes * BEAT_I64 * 8;
   const byteLength = rateOffset + rateMax * 8;
   return {
     capacity,
@@ -175,6 +204,7 @@ export function computeLayout(capacity: number, lanes: number, rateMax: number):
     slotTimesOffset,
     slotWordsOffset,
     lanesOffset,
+    beatsOffset,
     rateOffset,
     byteLength,
   };

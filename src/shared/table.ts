@@ -6,11 +6,15 @@
  */
 import {
   B_MANUAL_NOW,
+  BEAT_I64,
+  BT_HEARTBEAT,
   C_BUSY_MS,
   C_EPOCH,
   C_IDLE_MS,
   C_LIFETIME_MS,
   C_MANUAL_CLOCK,
+  C_STALL_MS,
+  C_UNRESPONSIVE_MS,
   CONFIG_F64,
   computeLayout,
   H_CAPACITY,
@@ -65,6 +69,10 @@ export interface TableInit {
   readonly busyTimeoutMs: number;
   /** Use the manual clock stored in the buffer (tests) instead of the real one. */
   readonly manualClock: boolean;
+  /** A handler thread whose heartbeat is older than this (real ms) cannot answer now. */
+  readonly unresponsiveMs: number;
+  /** A handler thread whose heartbeat is older than this (real ms) is replaced; 0 = never. */
+  readonly stallTimeoutMs: number;
 }
 
 /** Typed views over each region; the broker's store writes through these. */
@@ -75,6 +83,7 @@ export interface TableViews {
   readonly times: BigInt64Array;
   readonly words: Int32Array;
   readonly lanes: Int32Array;
+  readonly beats: BigInt64Array;
   readonly rate: Float64Array;
 }
 
@@ -87,6 +96,9 @@ export type LookupMiss = 'malformed' | 'unknown' | 'idle' | 'lifetime';
 export type LookupResult =
   | { readonly ok: true; readonly ref: SessionRef }
   | { readonly ok: false; readonly miss: LookupMiss };
+
+/** The shortest heartbeat period, ms: a timer that fires more often costs more than it tells. */
+const MIN_HEARTBEAT_MS = 10;
 
 /** The real clock: ms on a timeline shared by all threads of the process. */
 export function wallNow(): number {
@@ -101,6 +113,10 @@ export class SessionTable {
   readonly idleTimeoutMs: number;
   readonly maxLifetimeMs: number;
   readonly busyTimeoutMs: number;
+  /** A heartbeat older than this (real ms) means its thread cannot answer now. */
+  readonly unresponsiveMs: number;
+  /** A heartbeat older than this (real ms) gets its thread replaced; 0 = never. */
+  readonly stallTimeoutMs: number;
   readonly #epoch: number;
   readonly #manual: boolean;
   readonly #now: (() => number) | undefined;
@@ -115,6 +131,8 @@ export class SessionTable {
     config[C_LIFETIME_MS] = init.maxLifetimeMs;
     config[C_BUSY_MS] = init.busyTimeoutMs;
     config[C_MANUAL_CLOCK] = init.manualClock ? 1 : 0;
+    config[C_UNRESPONSIVE_MS] = init.unresponsiveMs;
+    config[C_STALL_MS] = init.stallTimeoutMs;
     const header = new Int32Array(buffer, layout.headerI32Offset, HEADER_I32);
     header[H_MAGIC] = LAYOUT_MAGIC;
     header[H_VERSION] = LAYOUT_VERSION;
@@ -157,6 +175,7 @@ export class SessionTable {
       times: new BigInt64Array(buffer, layout.slotTimesOffset, layout.capacity * SLOT_I64),
       words: new Int32Array(buffer, layout.slotWordsOffset, layout.capacity * SLOT_I32),
       lanes: new Int32Array(buffer, layout.lanesOffset, layout.lanes * LANE_I32),
+      beats: new BigInt64Array(buffer, layout.beatsOffset, layout.lanes * BEAT_I64),
       rate: new Float64Array(buffer, layout.rateOffset, layout.rateMax),
     };
     const config = this.views.config;
@@ -165,6 +184,8 @@ export class SessionTable {
     this.maxLifetimeMs = config[C_LIFETIME_MS] ?? 0;
     this.busyTimeoutMs = config[C_BUSY_MS] ?? 0;
     this.#manual = config[C_MANUAL_CLOCK] === 1;
+    this.unresponsiveMs = config[C_UNRESPONSIVE_MS] ?? 0;
+    this.stallTimeoutMs = config[C_STALL_MS] ?? 0;
     this.#now = now;
   }
 
@@ -172,6 +193,14 @@ export class SessionTable {
   now(): number {
     if (this.#now) return this.#now();
     if (this.#manual) return Number(Atomics.load(this.views.header64, B_MANUAL_NOW));
+    return Math.floor(wallNow() - this.#epoch);
+  }
+
+  /**
+   * Real-clock ms since the table's epoch, whatever clock sessions run on:
+   * heartbeats measure whether a thread's event loop turns, not session time.
+   */
+  realNow(): number {
     return Math.floor(wallNow() - this.#epoch);
   }
 
@@ -348,9 +377,60 @@ export class SessionTable {
     for (let lane = 0; lane < this.layout.lanes; lane++) {
       if (Atomics.load(lanes, lane * LANE_I32 + L_THREAD) === threadId + 1) {
         Atomics.store(lanes, lane * LANE_I32 + L_TRANSPORTS, 0);
+        // Cleared before the lane is free: the next holder starts as "does not beat".
+        Atomics.store(this.views.beats, lane * BEAT_I64 + BT_HEARTBEAT, 0n);
         Atomics.store(lanes, lane * LANE_I32 + L_THREAD, 0);
       }
     }
+  }
+
+  /** The lane a thread holds, or -1. */
+  laneOf(threadId: number): number {
+    const lanes = this.views.lanes;
+    for (let lane = 0; lane < this.layout.lanes; lane++) {
+      if (Atomics.load(lanes, lane * LANE_I32 + L_THREAD) === threadId + 1) return lane;
+    }
+    return -1;
+  }
+
+  /** How often a handler thread should beat, ms: a quarter of the unresponsive threshold. */
+  get heartbeatIntervalMs(): number {
+    return Math.max(MIN_HEARTBEAT_MS, Math.floor(this.unresponsiveMs / 4));
+  }
+
+  /** Records that the lane's thread is running its event loop now (that thread only, from a timer). */
+  beat(lane: number): void {
+    if (lane < 0) return;
+    // Never 0, which means "does not beat".
+    Atomics.store(this.views.beats, lane * BEAT_I64 + BT_HEARTBEAT, BigInt(Math.max(1, this.realNow())));
+  }
+
+  /**
+   * Real ms since the thread last beat, or undefined when it holds no lane or
+   * does not beat (the main thread, or a thread that has not started beating).
+   */
+  heartbeatAge(threadId: number): number | undefined {
+    const lane = this.laneOf(threadId);
+    if (lane < 0) return undefined;
+    const beat = Number(Atomics.load(this.views.beats, lane * BEAT_I64 + BT_HEARTBEAT));
+    return beat === 0 ? undefined : this.realNow() - beat;
+  }
+
+  /**
+   * Threads that cannot answer now, with how long they have been silent (real
+   * ms): their heartbeat is older than the unresponsive threshold.
+   */
+  unresponsiveThreads(): Map<number, number> {
+    const { lanes, beats } = this.views;
+    const out = new Map<number, number>();
+    const now = this.realNow();
+    for (let lane = 0; lane < this.layout.lanes; lane++) {
+      const holder = Atomics.load(lanes, lane * LANE_I32 + L_THREAD);
+      if (holder === 0) continue;
+      const beat = Number(Atomics.load(beats, lane * BEAT_I64 + BT_HEARTBEAT));
+      if (beat !== 0 && now - beat > this.unresponsiveMs) out.set(holder - 1, now - beat);
+    }
+    return out;
   }
 
   /** Transport counts per thread, keyed by threadId, as the threads report them. */

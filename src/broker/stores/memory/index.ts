@@ -52,7 +52,7 @@ import {
   type SessionEvent,
   type SessionRef,
 } from '../../../shared/types.js';
-import type { ResolvedAdmissionOptions } from '../../options.js';
+import { type ResolvedAdmissionOptions, unresponsiveAfterMs } from '../../options.js';
 import type { SessionCloser, SessionEventListener, SessionStore } from '../../store.js';
 import { RateWindow } from './rate-window.js';
 
@@ -69,6 +69,19 @@ export interface MemoryStoreOptions {
   readonly manualClock?: boolean;
   /** How often the idle/lifetime sweep runs, ms. @default derived from the timeouts, 50..1000 */
   readonly sweepIntervalMs?: number;
+  /**
+   * After how long without a heartbeat (real ms) the listener replaces a
+   * handler thread; 0 = never. The store only uses it to tell a refused client
+   * when to retry. @default 0
+   */
+  readonly stallTimeoutMs?: number;
+  /**
+   * A handler thread whose heartbeat is older than this (real ms) cannot answer
+   * now: its sessions are never picked as eviction victims, so an admission at
+   * capacity does not wait on it. Threads that do not beat are never judged.
+   * @default unresponsiveAfterMs(stallTimeoutMs): half of it, at most 1 s
+   */
+  readonly unresponsiveMs?: number;
 }
 
 interface SlotMeta {
@@ -151,6 +164,8 @@ export class MemoryStore implements SessionStore {
       maxLifetimeMs: a.maxLifetimeMs,
       busyTimeoutMs: a.busyTimeoutMs,
       manualClock: options.manualClock ?? false,
+      stallTimeoutMs: options.stallTimeoutMs ?? 0,
+      unresponsiveMs: options.unresponsiveMs ?? unresponsiveAfterMs(options.stallTimeoutMs ?? 0),
     });
     this.table = options.now ? new SessionTable(table.buffer, options.now) : table;
     this.#rate = a.rate ? new RateWindow(this.table.views.rate, this.table.views.header, a.rate.windowMs) : undefined;
@@ -191,12 +206,15 @@ export class MemoryStore implements SessionStore {
     if (perClient?.maxSessions !== undefined && client && client.count >= perClient.maxSessions) {
       this.#sweepIfDue(now);
       if (client.count >= perClient.maxSessions) {
+        // Never wait on a thread that cannot answer now: its sessions are neither awaited nor evicted.
+        const stuck = this.table.unresponsiveThreads();
         // One of its own sessions already closing (expired, say) and not yet spoken for makes room.
-        const closing = this.#unclaimedClosing(this.#clientSlots(client));
+        const closing = this.#unclaimedClosing(this.#clientSlots(client), stuck);
         if (closing >= 0) return this.#wait(request, now, closing);
-        const victim = this.#opts.evict === 'none' ? -1 : this.#evictFrom(this.#clientSlots(client), now);
-        if (victim < 0)
-          return Promise.resolve(this.#refuse('client_full', this.#retryAfter(this.#clientSlots(client), now)));
+        const victim = this.#opts.evict === 'none' ? -1 : this.#evictFrom(this.#clientSlots(client), now, stuck);
+        if (victim < 0) {
+          return Promise.resolve(this.#refuse('client_full', this.#retryAfter(this.#clientSlots(client), now, stuck)));
+        }
         return this.#wait(request, now, victim);
       }
     }
@@ -209,21 +227,42 @@ export class MemoryStore implements SessionStore {
     }
     // At capacity: expired sessions go first (with their own reason), then one victim.
     this.#sweepIfDue(now);
-    const unclaimed = Atomics.load(header, H_CLOSING) - this.#bound.size - this.#waiters.length;
+    // Never wait on a thread that cannot answer now (a tool blocking its event
+    // loop): its closing sessions are not counted on, its live ones not evicted.
+    // If nothing else can make room, the refusal is immediate.
+    const stuck = this.table.unresponsiveThreads();
+    const unclaimed = this.#unboundClosing(stuck) - this.#waiters.length;
     if (unclaimed > 0) return this.#wait(request, now, -1);
-    const victim = this.#opts.evict === 'none' ? -1 : this.#pickVictim(now);
-    if (victim < 0) return Promise.resolve(this.#refuse('full', this.#retryAfter(this.#allSlots(), now)));
+    const victim = this.#opts.evict === 'none' ? -1 : this.#pickVictim(now, stuck);
+    if (victim < 0) return Promise.resolve(this.#refuse('full', this.#retryAfter(this.#allSlots(), now, stuck)));
     return this.#wait(request, now, victim);
   }
 
-  /** The first of `slots` that is closing and not awaited by an admission, or -1. */
-  #unclaimedClosing(slots: Iterable<number>): number {
+  /** The first of `slots` that is closing, not awaited by an admission, and whose owner can answer; or -1. */
+  #unclaimedClosing(slots: Iterable<number>, stuck: ReadonlyMap<number, number>): number {
     const words = this.table.views.words;
     for (const slot of slots) {
-      if (wordState(Atomics.load(words, slot * SLOT_I32 + S_STATE)) === ST_CLOSING && !this.#bound.has(slot))
+      if (
+        wordState(Atomics.load(words, slot * SLOT_I32 + S_STATE)) === ST_CLOSING &&
+        !this.#bound.has(slot) &&
+        !stuck.has(Atomics.load(words, slot * SLOT_I32 + S_OWNER))
+      )
         return slot;
     }
     return -1;
+  }
+
+  /** Closing slots no admission is bound to, whose owner can answer. O(1) unless a thread is stuck. */
+  #unboundClosing(stuck: ReadonlyMap<number, number>): number {
+    const header = this.table.views.header;
+    if (stuck.size === 0) return Atomics.load(header, H_CLOSING) - this.#bound.size;
+    const words = this.table.views.words;
+    let count = 0;
+    for (let slot = 0; slot < this.table.capacity; slot++) {
+      if (wordState(Atomics.load(words, slot * SLOT_I32 + S_STATE)) !== ST_CLOSING || this.#bound.has(slot)) continue;
+      if (!stuck.has(Atomics.load(words, slot * SLOT_I32 + S_OWNER))) count++;
+    }
+    return count;
   }
 
   /** Spends the admission's tokens (global and the client's); returns them and the client's entry. */
@@ -378,22 +417,29 @@ export class MemoryStore implements SessionStore {
    * client holding the most sessions (so many addresses cannot push out one
    * quiet client); otherwise the oldest (or idlest) of all.
    */
-  #pickVictim(now: number): number {
+  #pickVictim(now: number, stuck: ReadonlyMap<number, number>): number {
     if (this.#opts.perClient) {
       const heaviest = [...this.#clients.values()].sort((a, b) => b.count - a.count);
       for (const client of heaviest) {
-        const victim = this.#evictFrom(this.#clientSlots(client), now);
+        const victim = this.#evictFrom(this.#clientSlots(client), now, stuck);
         if (victim >= 0) return victim;
       }
       return -1;
     }
-    return this.#evictFrom(this.#opts.evict === 'idlest' ? this.#byIdleness(now) : this.#byCreation(), now);
+    return this.#evictFrom(this.#opts.evict === 'idlest' ? this.#byIdleness(now) : this.#byCreation(), now, stuck);
   }
 
-  /** Begins closing the first evictable slot among `candidates`; returns it, or -1. */
-  #evictFrom(candidates: Iterable<number>, now: number): number {
-    // A candidate that a request entered since we looked fails the compare-and-swap: try the next.
-    for (const slot of candidates) if (this.#beginClose(slot, 'evicted', now, false)) return slot;
+  /**
+   * Begins closing the first evictable slot among `candidates` whose owner can
+   * answer (not in `stuck`); returns it, or -1.
+   */
+  #evictFrom(candidates: Iterable<number>, now: number, stuck: ReadonlyMap<number, number>): number {
+    const words = this.table.views.words;
+    for (const slot of candidates) {
+      if (stuck.size > 0 && stuck.has(Atomics.load(words, slot * SLOT_I32 + S_OWNER))) continue;
+      // A candidate that a request entered since we looked fails the compare-and-swap: try the next.
+      if (this.#beginClose(slot, 'evicted', now, false)) return slot;
+    }
     return -1;
   }
 
@@ -486,14 +532,23 @@ export class MemoryStore implements SessionStore {
 
   /**
    * The soonest moment one of `slots` could free up on its own: an idle or
-   * lifetime deadline, or a busy timeout ending.
+   * lifetime deadline, a busy timeout ending, or the watchdog replacing the
+   * stuck thread that owns it (`stuck`: threads and how long they have been silent).
    */
-  #retryAfter(slots: Iterable<number>, now: number): number {
+  #retryAfter(slots: Iterable<number>, now: number, stuck: ReadonlyMap<number, number>): number {
     const { words, times } = this.table.views;
     const { idleTimeoutMs, maxLifetimeMs, busyTimeoutMs } = this.#opts;
+    const stallMs = this.table.stallTimeoutMs;
     let soonest = Number.POSITIVE_INFINITY;
     for (const slot of slots) {
       const word = Atomics.load(words, slot * SLOT_I32 + S_STATE);
+      if (wordState(word) === ST_FREE) continue;
+      const silent = stuck.get(Atomics.load(words, slot * SLOT_I32 + S_OWNER));
+      if (silent !== undefined) {
+        // Nothing of a stuck thread frees up before the thread is replaced (if ever).
+        if (stallMs > 0) soonest = Math.min(soonest, stallMs - silent);
+        continue;
+      }
       if (wordState(word) === ST_CLOSING) return 1000;
       if (wordState(word) !== ST_LIVE) continue;
       const tbase = slot * SLOT_I64;
