@@ -71,6 +71,9 @@ describe('mcp-session-broker serve', () => {
     [['launch'], /unknown command "launch"/],
     [['serve', '--per-client-max', '5000'], /--per-client-max must be at most 1000/],
     [['serve', '--trust-proxy', '99'], /--trust-proxy must be an integer from 0 to 16/],
+    [['serve', '--resume-bytes', '0'], /--resume-bytes must be a positive integer/],
+    [['serve', '--resume-bytes', '2m', '--resume-total', '1m'], /--resume-bytes must not exceed --resume-total/],
+    [['serve', '--resume-events', '0', '--resume-total', '1m'], /--resume-bytes and --resume-total need resumability/],
   ])('exits 2 with one line for %j', async (args, message) => {
     const { code, stderr } = await outcome(args);
     expect(code).toBe(2);
@@ -148,6 +151,12 @@ describe('mcp-session-broker serve', () => {
         '9100',
         '--cors',
         '*',
+        '--resume-events',
+        '16',
+        '--resume-bytes',
+        '512k',
+        '--resume-total',
+        '32m',
       ]),
     ).toEqual({
       module: './server.js',
@@ -166,6 +175,7 @@ describe('mcp-session-broker serve', () => {
       shutdownTimeoutMs: 500,
       metricsPort: 9100,
       cors: '*',
+      resumability: { maxEventsPerStream: 16, maxBytesPerSession: 524_288, maxTotalBytes: 33_554_432 },
     });
   });
 });

@@ -56,9 +56,42 @@ describe('option validation', () => {
     [{ maxSessions: 5, jsonResponse: 'yes' }, TypeError, 'options.jsonResponse must be a boolean'],
     [{ maxSessions: 5, cors: '' }, TypeError, 'options.cors must be an origin string'],
     [{ maxSessions: 5, clientKey: 'ip' }, TypeError, 'options.clientKey must be a function'],
+    [
+      { maxSessions: 5, resumability: { maxBytesPerSession: 0 } },
+      RangeError,
+      'options.resumability.maxBytesPerSession must be a positive integer',
+    ],
+    [
+      { maxSessions: 5, resumability: { maxBytesPerSession: '1m' } },
+      TypeError,
+      'options.resumability.maxBytesPerSession must be a positive integer',
+    ],
+    [
+      { maxSessions: 5, resumability: { maxTotalBytes: 1.5 } },
+      RangeError,
+      'options.resumability.maxTotalBytes must be a positive integer',
+    ],
+    [
+      { maxSessions: 5, resumability: { maxBytesPerSession: 2048, maxTotalBytes: 1024 } },
+      RangeError,
+      'options.resumability.maxBytesPerSession must not exceed options.resumability.maxTotalBytes',
+    ],
   ])('refuses broker options %j', (options, type, message) => {
     expect(() => resolveSessionBrokerOptions(options as never)).toThrow(type);
     expect(() => resolveSessionBrokerOptions(options as never)).toThrow(message);
+  });
+
+  it('bounds the resumability stores in bytes by default, per session and in total', () => {
+    expect(resolveSessionBrokerOptions({ maxSessions: 1 }).eventStore).toEqual({
+      maxEventsPerStream: 32,
+      maxStreams: 8,
+      maxBytesPerSession: 1024 * 1024,
+      maxTotalBytes: 64 * 1024 * 1024,
+    });
+    // A total below the per-session default lowers the per-session default with it.
+    expect(
+      resolveSessionBrokerOptions({ maxSessions: 1, resumability: { maxTotalBytes: 4096 } }).eventStore,
+    ).toMatchObject({ maxBytesPerSession: 4096, maxTotalBytes: 4096 });
   });
 
   it.each([
