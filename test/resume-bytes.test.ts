@@ -3,7 +3,7 @@
  * the resumability stores of all sessions, across handler threads, hold at
  * most `maxTotalBytes`, a resumption from before a result that was dropped is
  * refused as from an unknown event id, and the bytes come back when the
- * sessions close.
+ * sessions close, or when the thread that held them dies.
  */
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -79,5 +79,27 @@ describe('large results and the resumability stores', () => {
     }
     await until(async () => (await served!.broker.stats()).occupied === 0, 5000, 'all sessions closed');
     expect(served.broker.resumeBytes()).toBe(0);
+  });
+
+  it('give back the bytes of a handler thread that died', async () => {
+    served = await start({ maxSessions: 4, threads: 2, resumability: { maxBytesPerSession: 2 * MiB } });
+    const s = served;
+    const sessions: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const { sessionId } = await rawInitialize(s.url);
+      if (!sessionId) throw new Error('no session');
+      sessions.push(sessionId);
+    }
+    const [doomed, survivor] = sessions as [string, string];
+    const threadOf = async (sessionId: string) =>
+      /"threadId\\":(\d+)/.exec((await rawCall(s.url, sessionId, 'whoami')).text)?.[1];
+    // One session per thread (a new session goes to the thread with the fewest).
+    expect(await threadOf(doomed)).not.toBe(await threadOf(survivor));
+    for (const sessionId of sessions) expect((await rawCall(s.url, sessionId, 'big', { bytes: MiB })).status).toBe(200);
+    expect(s.broker.resumeBytes()).toBeGreaterThan(2 * MiB);
+    await rawCall(s.url, doomed, 'crash');
+    // The survivor's result is still held; the dead thread's is not.
+    await until(() => s.broker.resumeBytes() < 1.5 * MiB, 10_000, "the dead thread's bytes");
+    expect(s.broker.resumeBytes()).toBeGreaterThan(MiB);
   });
 });
