@@ -80,6 +80,9 @@ describe('mcp-session-broker serve', () => {
     ],
     [['serve', '--stall-timeout', '50ms'], /--stall-timeout must be 0 \(off\) or at least 100 ms/],
     [['serve', '--stall-timeout', 'forever'], /invalid duration "forever"/],
+    [['serve', '--resume-bytes', '0'], /--resume-bytes must be a positive integer/],
+    [['serve', '--resume-bytes', '2m', '--resume-total', '1m'], /--resume-bytes must not exceed --resume-total/],
+    [['serve', '--resume-events', '0', '--resume-total', '1m'], /--resume-bytes and --resume-total need resumability/],
   ])('exits 2 with one line for %j', async (args, message) => {
     const { code, stderr } = await outcome(args);
     expect(code).toBe(2);
@@ -170,6 +173,12 @@ describe('mcp-session-broker serve', () => {
         '9100',
         '--cors',
         '*',
+        '--resume-events',
+        '16',
+        '--resume-bytes',
+        '512k',
+        '--resume-total',
+        '32m',
       ]),
     ).toEqual({
       module: './server.js',
@@ -190,6 +199,7 @@ describe('mcp-session-broker serve', () => {
       streamStallTimeoutMs: 20_000,
       metricsPort: 9100,
       cors: '*',
+      resumability: { maxEventsPerStream: 16, maxBytesPerSession: 524_288, maxTotalBytes: 33_554_432 },
     });
   });
 });

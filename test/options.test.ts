@@ -75,6 +75,26 @@ describe('option validation', () => {
     [{ maxSessions: 5, stallTimeoutMs: -1 }, RangeError, 'options.stallTimeoutMs must be a non-negative'],
     [{ maxSessions: 5, stallTimeoutMs: 50 }, RangeError, 'options.stallTimeoutMs must be 0 (off) or at least 100 ms'],
     [{ maxSessions: 5, stallTimeoutMs: 2 ** 40 }, RangeError, 'options.stallTimeoutMs must be at most'],
+    [
+      { maxSessions: 5, resumability: { maxBytesPerSession: 0 } },
+      RangeError,
+      'options.resumability.maxBytesPerSession must be a positive integer',
+    ],
+    [
+      { maxSessions: 5, resumability: { maxBytesPerSession: '1m' } },
+      TypeError,
+      'options.resumability.maxBytesPerSession must be a positive integer',
+    ],
+    [
+      { maxSessions: 5, resumability: { maxTotalBytes: 1.5 } },
+      RangeError,
+      'options.resumability.maxTotalBytes must be a positive integer',
+    ],
+    [
+      { maxSessions: 5, resumability: { maxBytesPerSession: 2048, maxTotalBytes: 1024 } },
+      RangeError,
+      'options.resumability.maxBytesPerSession must not exceed options.resumability.maxTotalBytes',
+    ],
   ])('refuses broker options %j', (options, type, message) => {
     expect(() => resolveSessionBrokerOptions(options as never)).toThrow(type);
     expect(() => resolveSessionBrokerOptions(options as never)).toThrow(message);
@@ -84,6 +104,19 @@ describe('option validation', () => {
     expect(resolveSessionBrokerOptions({ maxSessions: 1 }).stallTimeoutMs).toBe(30_000);
     expect(resolveSessionBrokerOptions({ maxSessions: 1, stallTimeoutMs: 0 }).stallTimeoutMs).toBe(0);
     expect(resolveSessionBrokerOptions({ maxSessions: 1, stallTimeoutMs: 100 }).stallTimeoutMs).toBe(100);
+  });
+
+  it('bounds the resumability stores in bytes by default, per session and in total', () => {
+    expect(resolveSessionBrokerOptions({ maxSessions: 1 }).eventStore).toEqual({
+      maxEventsPerStream: 32,
+      maxStreams: 8,
+      maxBytesPerSession: 1024 * 1024,
+      maxTotalBytes: 64 * 1024 * 1024,
+    });
+    // A total below the per-session default lowers the per-session default with it.
+    expect(
+      resolveSessionBrokerOptions({ maxSessions: 1, resumability: { maxTotalBytes: 4096 } }).eventStore,
+    ).toMatchObject({ maxBytesPerSession: 4096, maxTotalBytes: 4096 });
   });
 
   it.each([

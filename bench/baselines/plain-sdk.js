@@ -3,19 +3,25 @@
  * thread, `createMcpExpressApp()`, one `McpServer` + `StreamableHTTPServerTransport`
  * per session, and an unbounded Map of transports (no cap, no rate limit, no
  * idle expiry). The examples' per-request console.log lines are left out.
- * Serves the built-in example server of this package (echo, add, sha).
+ * Serves the built-in example server of this package (echo, add, sha), or the
+ * factory `module` (a URL) default-exports. With `eventStore: 'in-memory'`,
+ * every transport gets the SDK examples' `InMemoryEventStore` (resumability
+ * with `Last-Event-ID`, as `simpleStreamableHttp.ts` sets it up; it keeps
+ * every event until the session closes).
  *
  *   node bench/baselines/plain-sdk.js [--port N] [--json-response]
  */
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
+import { InMemoryEventStore } from '@modelcontextprotocol/sdk/examples/shared/inMemoryEventStore.js';
 import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import createExampleServer from '../../dist/main/example-server.js';
 import { closeHttp, HOST, INTERNAL, listen, NO_SESSION, NOT_FOUND, PATH, runIfMain, urlOf } from './common.js';
 
-export async function start({ port = 0, host = HOST, jsonResponse = false } = {}) {
+export async function start({ port = 0, host = HOST, jsonResponse = false, module, eventStore } = {}) {
+  const createMcpServer = module ? (await import(module)).default : createExampleServer;
   const app = createMcpExpressApp({ host });
   const transports = new Map();
 
@@ -29,6 +35,7 @@ export async function start({ port = 0, host = HOST, jsonResponse = false } = {}
         const created = new StreamableHTTPServerTransport({
           sessionIdGenerator: () => randomUUID(),
           enableJsonResponse: jsonResponse,
+          ...(eventStore === 'in-memory' ? { eventStore: new InMemoryEventStore() } : {}),
           onsessioninitialized: (id) => {
             transports.set(id, created);
           },
@@ -36,7 +43,7 @@ export async function start({ port = 0, host = HOST, jsonResponse = false } = {}
         created.onclose = () => {
           if (created.sessionId) transports.delete(created.sessionId);
         };
-        const server = createExampleServer({ sessionId: '', clientKey: req.socket.remoteAddress ?? '', threadId: 0 });
+        const server = createMcpServer({ sessionId: '', clientKey: req.socket.remoteAddress ?? '', threadId: 0 });
         await server.connect(created);
         transport = created;
       }

@@ -7,6 +7,7 @@
  *   mem                        GC, then RSS and JS heap (main thread + handler threads)
  *   cpu                        CPU time of the whole process (all threads), microseconds
  *   live / stats / byThread    what the system reports
+ *   resumeBytes                bytes its resumability stores hold, if it counts them
  *   sample:start / sample:stop sample live() every few ms (and, for the broker, replay
  *                              its admission events to count over-cap admissions)
  *   stop                       close the system and exit
@@ -61,12 +62,16 @@ const handlers = {
     const threads = await threadHeaps(systemName === 'broker' ? served.threads : 0);
     gc();
     const heap = getHeapStatistics();
-    const { rss } = process.memoryUsage();
+    const { rss, external, arrayBuffers } = process.memoryUsage();
     const threadUsed = threads.reduce((sum, t) => sum + t.used, 0);
     return {
       rss,
+      external,
+      arrayBuffers,
       mainHeapUsed: heap.used_heap_size,
+      mainHeapTotal: heap.total_heap_size,
       threadHeapUsed: threadUsed,
+      threadHeapTotal: threads.reduce((sum, t) => sum + t.total, 0),
       threadsReporting: threads.length,
       heapUsed: heap.used_heap_size + threadUsed,
       live: await served.live(),
@@ -84,6 +89,9 @@ const handlers = {
   },
   byThread() {
     return served.byThread?.() ?? {};
+  },
+  resumeBytes() {
+    return served.resumeBytes?.() ?? null;
   },
   'sample:start'({ intervalMs = 2, max }) {
     const state = { maxLive: 0, samples: 0, overCapSamples: 0, eventLive: 0, eventMax: 0, overCapAdmissions: 0 };

@@ -6,7 +6,15 @@
 export const SYSTEMS = {
   broker: {
     describe: 'mcp-session-broker (dist/), serve() with the built-in example server',
-    async start({ maxSessions = 1000, threads = 2, jsonResponse = false, evict = 'oldest', idleTimeoutMs } = {}) {
+    async start({
+      maxSessions = 1000,
+      threads = 2,
+      jsonResponse = false,
+      evict = 'oldest',
+      idleTimeoutMs,
+      module = new URL('./broker-module.js', import.meta.url).href,
+      resumability,
+    } = {}) {
       const { serve } = await import('../../dist/main/index.js');
       const served = await serve({
         port: 0,
@@ -15,14 +23,16 @@ export const SYSTEMS = {
         threads,
         jsonResponse,
         evict,
-        module: new URL('./broker-module.js', import.meta.url),
+        module,
         ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),
+        ...(resumability === undefined ? {} : { resumability }),
       });
       return {
         url: served.url,
         threads,
         broker: served.broker,
         live: () => served.broker.transports(),
+        resumeBytes: () => served.broker.resumeBytes(),
         byThread: () => served.broker.table.transportsByThread(),
         stats: () => served.broker.stats(),
         close: () => served.close(),

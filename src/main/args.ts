@@ -50,6 +50,8 @@ Flags:
   --allowed-hosts LIST     comma-separated Host values accepted (default: loopback names when bound to loopback)
   --allowed-origins LIST   comma-separated Origin values accepted (default: loopback origins when bound to loopback)
   --resume-events N        SSE events kept per stream for Last-Event-ID resumption; 0 = off (default 32)
+  --resume-bytes BYTES     bytes of SSE events kept per session for resumption, e.g. 1m (default 1 MiB)
+  --resume-total BYTES     bytes of SSE events kept by all sessions together, e.g. 64m (default 64 MiB)
   --quiet                  no session lifecycle lines on stderr
   -h, --help               this text
   -v, --version            the version
@@ -89,6 +91,8 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       'metrics-port': { type: 'string' },
       cors: { type: 'string' },
       'resume-events': { type: 'string' },
+      'resume-bytes': { type: 'string' },
+      'resume-total': { type: 'string' },
       auth: { type: 'string' },
       'per-client-max': { type: 'string' },
       'per-client-rate': { type: 'string' },
@@ -142,8 +146,20 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   if (metricsPort !== undefined) options.metricsPort = metricsPort;
   if (values.cors !== undefined) options.cors = values.cors;
   const resumeEvents = int('resume-events', values['resume-events']);
-  if (resumeEvents !== undefined)
-    options.resumability = resumeEvents === 0 ? false : { maxEventsPerStream: resumeEvents };
+  const resumeBytes = values['resume-bytes'];
+  const resumeTotal = values['resume-total'];
+  if (resumeEvents === 0) {
+    if (resumeBytes !== undefined || resumeTotal !== undefined) {
+      throw new UsageError('--resume-bytes and --resume-total need resumability (--resume-events is 0)');
+    }
+    options.resumability = false;
+  } else if (resumeEvents !== undefined || resumeBytes !== undefined || resumeTotal !== undefined) {
+    options.resumability = {
+      ...(resumeEvents !== undefined ? { maxEventsPerStream: resumeEvents } : {}),
+      ...(resumeBytes !== undefined ? { maxBytesPerSession: parseBytes(resumeBytes) } : {}),
+      ...(resumeTotal !== undefined ? { maxTotalBytes: parseBytes(resumeTotal) } : {}),
+    };
+  }
   const perClientMax = int('per-client-max', values['per-client-max']);
   if (perClientMax !== undefined || values['per-client-rate'] !== undefined) {
     options.perClient = {
@@ -186,6 +202,8 @@ const FLAG_OF_OPTION: Record<string, string> = {
   path: '--path',
   cors: '--cors',
   'resumability.maxEventsPerStream': '--resume-events',
+  'resumability.maxBytesPerSession': '--resume-bytes',
+  'resumability.maxTotalBytes': '--resume-total',
   module: '[module]',
   'perClient.maxSessions': '--per-client-max',
   'perClient.rate.max': '--per-client-rate',
@@ -196,7 +214,7 @@ const FLAG_OF_OPTION: Record<string, string> = {
   auth: '--auth',
 };
 
-/** Rewrites an option validation message (`options.maxSessions ...`) in terms of the flag (`--max-sessions ...`). */
+/** Rewrites an option validation message (`options.maxSessions ...`) in terms of the flags (`--max-sessions ...`). */
 export function flagMessage(message: string): string {
   return message.replace(/options\.([\w.]+)/g, (whole, name: string) => FLAG_OF_OPTION[name] ?? whole);
 }

@@ -50,6 +50,8 @@ export interface PoolDispatcherOptions {
   readonly factoryTimeoutMs: number;
   readonly streamLimits: StreamLimits;
   readonly eventStore: EventStoreLimits | undefined;
+  /** The buffer of the `ResumeBudget` shared by every handler thread's event stores. */
+  readonly resumeBytes: SharedArrayBuffer | undefined;
   /** Tasks dispatched to one thread and not yet answered, beyond which requests get 503. */
   readonly maxPendingPerThread: number;
   /** A handler thread whose heartbeat is older than this (real ms) is terminated and replaced; 0 = never. */
@@ -99,6 +101,7 @@ export class PoolDispatcher implements Dispatcher {
       factoryTimeoutMs: options.factoryTimeoutMs,
       streamLimits: options.streamLimits,
       eventStore: options.eventStore,
+      resumeBytes: options.resumeBytes,
     };
     this.#pool = new Piscina({
       filename: new URL('./handler.js', import.meta.url).href,

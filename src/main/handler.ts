@@ -15,7 +15,7 @@ import { Answers } from '../shared/jsonrpc.js';
 import { type HandlerTask, HELLO, type HelloMessage, type OwnerControl, type TaskResult } from '../shared/messages.js';
 import { endpoint } from '../shared/rpc.js';
 import { SessionTable } from '../shared/table.js';
-import { type EventStoreLimits, eventStoreFactory } from './event-store.js';
+import { type EventStoreLimits, eventStoreFactory, ResumeBudget } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
 import { deliver, type StreamLimits } from './stream.js';
@@ -30,6 +30,8 @@ export interface HandlerWorkerData {
   readonly streamLimits: StreamLimits;
   /** Limits of each session's resumability event store; undefined: none. */
   readonly eventStore: EventStoreLimits | undefined;
+  /** The buffer of the process-wide `ResumeBudget` the event stores count their bytes in. */
+  readonly resumeBytes: SharedArrayBuffer | undefined;
 }
 
 if (!parentPort) throw new Error('the handler must run in a worker thread');
@@ -49,7 +51,12 @@ try {
     enableJsonResponse: data.enableJsonResponse,
     factoryTimeoutMs: data.factoryTimeoutMs,
     maxBufferedBytes: data.streamLimits.maxBufferedBytes,
-    ...eventStoreFactory(data.eventStore),
+    ...eventStoreFactory(
+      data.eventStore,
+      data.eventStore && data.resumeBytes
+        ? new ResumeBudget(data.resumeBytes, data.eventStore.maxTotalBytes).claim(threadId)
+        : undefined,
+    ),
     onError: (error) => console.error(`[mcp-session-broker] thread ${threadId}:`, error),
   });
   const control: OwnerControl = { close: (ref, reason) => (host as SessionHost).close(ref, reason) };

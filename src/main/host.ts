@@ -8,7 +8,6 @@
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { EventStore } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import {
   isJSONRPCErrorResponse,
@@ -23,6 +22,7 @@ import type { TaskResult, WireRequest } from '../shared/messages.js';
 import type { SessionTable } from '../shared/table.js';
 import type { AdmitRequest, CloseReason, Decision, SessionRef } from '../shared/types.js';
 import { restoreAuth } from './auth.js';
+import type { ResumptionStore } from './event-store.js';
 import { StreamGate } from './stream.js';
 
 /** What the factory receives for each new session. */
@@ -52,8 +52,8 @@ export interface HostOptions {
   readonly enableJsonResponse: boolean;
   /** How long the factory may take to build a session's server, ms. */
   readonly factoryTimeoutMs: number;
-  /** Builds a per-session event store for resumability, or none. */
-  readonly eventStore?: () => EventStore;
+  /** Builds a per-session event store for resumability, or none; disposed when the transport closes. */
+  readonly eventStore?: () => ResumptionStore;
   /** Called with errors that do not belong to any one request. */
   readonly onError?: (error: unknown) => void;
   /**
@@ -100,6 +100,8 @@ interface Session {
   readonly ref: SessionRef;
   readonly server: McpServer | Server;
   readonly transport: OwnedTransport;
+  /** The transport's resumability event store, if any. */
+  readonly eventStore: ResumptionStore | undefined;
   /** Requests in flight, by JSON-RPC id, still waiting for their response. */
   readonly pending: Map<RequestId, PendingCall>;
   /** Set once the session is closing; the reason in-flight requests are failed with. */
@@ -235,10 +237,11 @@ export class SessionHost {
     const gone = new Promise<void>((resolve) => {
       markGone = resolve;
     });
+    const eventStore = this.#opts.eventStore?.();
     const transport = new OwnedTransport({
       sessionIdGenerator: () => id,
       enableJsonResponse: this.#opts.enableJsonResponse,
-      ...(this.#opts.eventStore ? { eventStore: this.#opts.eventStore() } : {}),
+      ...(eventStore ? { eventStore } : {}),
       onsessionclosed: () => {
         session.reason ??= 'deleted';
       },
@@ -248,6 +251,7 @@ export class SessionHost {
       ref,
       server,
       transport,
+      eventStore,
       pending: new Map(),
       reason: undefined,
       waiting: new Set(),
@@ -408,6 +412,8 @@ export class SessionHost {
     this.#sessions.delete(session.id);
     this.#bySlot.delete(session.ref.slot);
     this.#opts.table.addTransports(this.#lane, -1);
+    // Its events can never be replayed now: give their bytes back to the budget.
+    session.eventStore?.dispose();
     const initiatedHere = !session.reason || session.reason === 'deleted';
     const reason = session.reason ?? 'error';
     session.reason = reason;

@@ -69,6 +69,14 @@ export function createMetrics(broker: SessionBroker, connections?: { counters():
       for (const [thread, count] of Object.entries(snapshot?.transportsByThread ?? {})) this.set({ thread }, count);
     },
   });
+  new Gauge({
+    name: 'mcp_resume_store_bytes',
+    help: 'Bytes held by the SSE resumability event stores of all sessions (at most resumability.maxTotalBytes)',
+    registers: [registry],
+    collect() {
+      this.set(broker.resumeBytes());
+    },
+  });
   new Counter({
     name: 'mcp_sessions_created_total',
     help: 'Sessions admitted',

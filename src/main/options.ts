@@ -99,9 +99,16 @@ export interface SessionBrokerOptions extends AdmissionOptions {
    * SSE resumability: every transport gets a bounded in-memory event store, so
    * a client can resume a dropped stream with `Last-Event-ID`. The store keeps
    * the last `maxEventsPerStream` events of the `maxStreams` most recently
-   * written streams of a session, and is dropped with the session. `false`
-   * turns it off.
-   * @default { maxEventsPerStream: 32, maxStreams: 8 }
+   * written streams of a session, at most `maxBytesPerSession` bytes of them
+   * (the session's oldest events go first), and all sessions together at most
+   * `maxTotalBytes` (across threads); it is dropped with the session. Bytes are
+   * the size of a message as JSON in UTF-8. An event larger than
+   * `maxBytesPerSession`, or that does not fit in what other sessions leave of
+   * `maxTotalBytes`, is sent but not stored: resuming from before it is
+   * refused like an unknown event id (400). `maxBytesPerSession` defaults to
+   * 1 MiB, or `maxTotalBytes` if that is smaller, and may not exceed it.
+   * `false` turns resumability off.
+   * @default { maxEventsPerStream: 32, maxStreams: 8, maxBytesPerSession: 1 MiB, maxTotalBytes: 64 MiB }
    */
   resumability?: Partial<EventStoreLimits> | false;
   /**
@@ -273,6 +280,17 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
   if (options.resumability !== false) {
     const r = options.resumability ?? {};
     if (typeof r !== 'object' || r === null) throw new TypeError('options.resumability must be an object or false');
+    const maxTotalBytes = int('resumability.maxTotalBytes', r.maxTotalBytes, DEFAULT_EVENT_STORE_LIMITS.maxTotalBytes);
+    const maxBytesPerSession = int(
+      'resumability.maxBytesPerSession',
+      r.maxBytesPerSession,
+      Math.min(DEFAULT_EVENT_STORE_LIMITS.maxBytesPerSession, maxTotalBytes),
+    );
+    if (maxBytesPerSession > maxTotalBytes) {
+      throw new RangeError(
+        'options.resumability.maxBytesPerSession must not exceed options.resumability.maxTotalBytes',
+      );
+    }
     eventStore = {
       maxEventsPerStream: int(
         'resumability.maxEventsPerStream',
@@ -280,6 +298,8 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
         DEFAULT_EVENT_STORE_LIMITS.maxEventsPerStream,
       ),
       maxStreams: int('resumability.maxStreams', r.maxStreams, DEFAULT_EVENT_STORE_LIMITS.maxStreams),
+      maxBytesPerSession,
+      maxTotalBytes,
     };
   }
   return {

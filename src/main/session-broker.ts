@@ -24,7 +24,7 @@ import type {
 import { type Authenticate, bearerAuth, cloneableAuth } from './auth.js';
 import { ClientKeys } from './clients.js';
 import { type Dispatcher, LocalDispatcher, PoolDispatcher, type Routed, type ThreadRestarts } from './dispatch.js';
-import { eventStoreFactory } from './event-store.js';
+import { eventStoreFactory, ResumeBudget } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
 import { ErrorLog } from './log.js';
@@ -84,6 +84,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   readonly #authenticate: Authenticate | undefined;
   #closing: Promise<void> | undefined;
   #failed: BrokerError | undefined;
+  readonly #resumeBudget: ResumeBudget | undefined;
 
   /** Starts the broker and its handler threads; resolves once every thread is ready. */
   static async create(options: SessionBrokerOptions): Promise<SessionBroker> {
@@ -95,6 +96,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       else self?.emit('closed', event);
     };
     const lanes = opts.threads === 0 ? 1 : opts.threads * 2 + 2;
+    // One slot per lane: a replacement thread claims its own while a dead one's is reclaimed.
+    const budget = opts.eventStore ? ResumeBudget.create(opts.eventStore.maxTotalBytes, lanes) : undefined;
     if (opts.threads === 0) {
       const factory = opts.factory ?? (await loadFactory(opts.module));
       let host: SessionHost | undefined;
@@ -115,10 +118,10 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         enableJsonResponse: opts.jsonResponse,
         factoryTimeoutMs: opts.factoryTimeoutMs,
         maxBufferedBytes: opts.streamLimits.maxBufferedBytes,
-        ...eventStoreFactory(opts.eventStore),
+        ...eventStoreFactory(opts.eventStore, budget?.claim(0)),
         onError: (error) => console.error('[mcp-session-broker]', error),
       });
-      self = new SessionBroker(opts, broker, new LocalDispatcher(host, opts.streamLimits));
+      self = new SessionBroker(opts, broker, new LocalDispatcher(host, opts.streamLimits), budget);
       return self;
     }
     const broker = await startBroker({
@@ -143,20 +146,31 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         factoryTimeoutMs: opts.factoryTimeoutMs,
         streamLimits: opts.streamLimits,
         eventStore: opts.eventStore,
+        resumeBytes: budget?.buffer,
         maxPendingPerThread: opts.maxPendingPerThread,
         stallTimeoutMs: opts.stallTimeoutMs,
-        onThreadGone: (threadId) => void broker.api.ownerGone(threadId),
+        onThreadGone: (threadId) => {
+          // Its sessions are gone, and their events with them.
+          budget?.reclaim(threadId);
+          void broker.api.ownerGone(threadId);
+        },
       });
     } catch (error) {
       await broker.terminate();
       throw error;
     }
-    self = new SessionBroker(opts, broker, dispatcher);
+    self = new SessionBroker(opts, broker, dispatcher, budget);
     return self;
   }
 
-  private constructor(opts: ResolvedSessionBrokerOptions, broker: BrokerHandle, dispatcher: Dispatcher) {
+  private constructor(
+    opts: ResolvedSessionBrokerOptions,
+    broker: BrokerHandle,
+    dispatcher: Dispatcher,
+    budget: ResumeBudget | undefined,
+  ) {
     super();
+    this.#resumeBudget = budget;
     this.#opts = opts;
     this.#clients = new ClientKeys({ trustProxy: opts.trustProxy, clientKey: opts.clientKey });
     this.#authenticate = opts.auth ? bearerAuth(opts.auth) : undefined;
@@ -177,6 +191,15 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   /** SDK transports alive right now across all threads, as the threads report them. */
   transports(): number {
     return this.#broker.table.transports();
+  }
+
+  /**
+   * Bytes the resumability event stores of all sessions hold right now, across
+   * threads (the JSON size of the stored messages); at most
+   * `resumability.maxTotalBytes`, 0 with resumability off.
+   */
+  resumeBytes(): number {
+    return this.#resumeBudget?.used ?? 0;
   }
 
   /** A snapshot of admission state and counters. */

@@ -227,3 +227,35 @@ export function wordState(word: number): number {
 export function wordInflight(word: number): number {
   return word & INFLIGHT_MASK;
 }
+
+// ---- RESUMPTION BYTES (a second, small SharedArrayBuffer) ----------------------
+/*
+ * Bytes held by the resumability event stores of every session in the process,
+ * against `resumability.maxTotalBytes`. One buffer, created by the listener and
+ * handed to every handler thread; BigInt64 words, all accessed with Atomics.
+ *
+ * ```
+ *  +-----------+------------------------+------------------------+-----
+ *  | R_TOTAL   | thread slot 0          | thread slot 1          | ...
+ *  | bytes held| RS_THREAD  | RS_BYTES  | RS_THREAD  | RS_BYTES  |
+ *  +-----------+------------------------+------------------------+-----
+ * ```
+ *
+ * R_TOTAL only grows by compare-and-swap against the maximum, so it never
+ * exceeds it; a slot's RS_BYTES is what its thread added to R_TOTAL, so the
+ * listener can take a dead thread's bytes back out of R_TOTAL.
+ */
+/** Bytes held across all threads. */
+export const R_TOTAL = 0;
+/** Index of the first thread slot. */
+export const R_SLOTS = 1;
+/** threadId + 1 of the thread holding the slot, or 0 when free. */
+export const RS_THREAD = 0;
+/** Bytes that thread holds (its share of R_TOTAL). */
+export const RS_BYTES = 1;
+export const RS_I64 = 2;
+
+/** BigInt64 words of a resumption-bytes buffer with `slots` thread slots. */
+export function resumeBytesWords(slots: number): number {
+  return R_SLOTS + slots * RS_I64;
+}
