@@ -5,7 +5,7 @@
 import { connect as netConnect } from 'node:net';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadAuth } from '../dist/main/auth.js';
+import { loadAuth } from '../dist/main/front/auth.js';
 import type { Served } from '../dist/main/index.js';
 import { alive, initializeBody, post, rawInitialize, recordClosed, start } from './helpers.js';
 

@@ -7,10 +7,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parseServeArgs } from '../dist/main/args.js';
+import { parseServeArgs } from '../dist/main/cli/args.js';
 import { connect } from './helpers.js';
 
-const CLI = fileURLToPath(new URL('../dist/main/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/main/cli/main.js', import.meta.url));
 
 function run(args: string[]): ChildProcess {
   return spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

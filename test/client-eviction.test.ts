@@ -4,7 +4,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isSessionNotFound, ReconnectingClient } from '../dist/main/client.js';
+import { isSessionNotFound, ReconnectingClient } from '../dist/main/client/index.js';
 import type { Served } from '../dist/main/index.js';
 import { connect, start } from './helpers.js';
 

@@ -3,7 +3,7 @@
  * of the lines not printed; the table of kinds is bounded.
  */
 import { describe, expect, it } from 'vitest';
-import { ErrorLog } from '../dist/main/log.js';
+import { ErrorLog } from '../dist/main/front/log.js';
 
 describe('the error log', () => {
   it('prints one line per kind per interval, then says how many it held back', () => {

@@ -5,7 +5,7 @@
  */
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { describe, expect, it } from 'vitest';
-import { BoundedEventStore, type EventStoreLimits, ResumeBudget } from '../dist/main/event-store.js';
+import { BoundedEventStore, type EventStoreLimits, ResumeBudget } from '../dist/main/host/event-store.js';
 
 const note = (n: number, size = 0): JSONRPCMessage => ({
   jsonrpc: '2.0',

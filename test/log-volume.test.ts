@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { until } from './helpers.js';
 
-const CLI = fileURLToPath(new URL('../dist/main/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../dist/main/cli/main.js', import.meta.url));
 
 async function firstLine(child: ChildProcess): Promise<string> {
   let buffer = '';

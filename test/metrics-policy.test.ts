@@ -4,7 +4,7 @@
  * separate metrics port serves scrapers without one.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadAuth } from '../dist/main/auth.js';
+import { loadAuth } from '../dist/main/front/auth.js';
 import type { Served } from '../dist/main/index.js';
 import { rawExchange, start } from './helpers.js';
 

@@ -4,9 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { resolveAdmissionOptions } from '../dist/broker/index.js';
-import { DEFAULT_MAX_CONNECTIONS, defaultMaxConnections, fileLimit } from '../dist/main/connections.js';
+import { DEFAULT_MAX_CONNECTIONS, defaultMaxConnections, fileLimit } from '../dist/main/front/connections.js';
+import { resolveServeOptions, resolveSessionBrokerOptions } from '../dist/main/front/options.js';
 import { parseDuration, parseRate, SessionBroker, serve } from '../dist/main/index.js';
-import { resolveServeOptions, resolveSessionBrokerOptions } from '../dist/main/options.js';
 
 describe('option validation', () => {
   it.each([

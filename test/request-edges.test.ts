@@ -3,10 +3,8 @@
  * bodies that arrive too slowly, and clients that ask for `Connection: close`.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { MAX_JSON_DEPTH } from '../dist/main/front/preflight.js';
 import type { Served } from '../dist/main/index.js';
-
-const MAX_JSON_DEPTH = 128;
-
 import { alive, post, rawExchange, rawInitialize, rawPost, start } from './helpers.js';
 
 let served: Served | undefined;

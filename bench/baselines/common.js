@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { shaWork } from '../../dist/main/example-server.js';
+import { shaWork } from '../../dist/main/host/example-server.js';
 
 export const HOST = '127.0.0.1';
 export const PATH = '/mcp';

@@ -17,7 +17,7 @@ import { InMemoryEventStore } from '@modelcontextprotocol/sdk/examples/shared/in
 import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import createExampleServer from '../../dist/main/example-server.js';
+import createExampleServer from '../../dist/main/host/example-server.js';
 import { closeHttp, HOST, INTERNAL, listen, NO_SESSION, NOT_FOUND, PATH, runIfMain, urlOf } from './common.js';
 
 export async function start({ port = 0, host = HOST, jsonResponse = false, module, eventStore } = {}) {

@@ -14,7 +14,7 @@ import { createServer } from 'node:http';
 import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import createExampleServer from '../../dist/main/example-server.js';
+import createExampleServer from '../../dist/main/host/example-server.js';
 import {
   closeHttp,
   HOST,

@@ -7,7 +7,7 @@
  */
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
-import createExampleServer from '../../dist/main/example-server.js';
+import createExampleServer from '../../dist/main/host/example-server.js';
 
 if (typeof globalThis.gc !== 'function') throw new Error('run with --expose-gc');
 const N = 2000;

@@ -8,7 +8,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { BroadcastChannel, isMainThread, threadId } from 'node:worker_threads';
 
-export { default } from '../../dist/main/example-server.js';
+export { default } from '../../dist/main/host/example-server.js';
 
 export const HEAP_CHANNEL = 'mcp-bench-heap';
 

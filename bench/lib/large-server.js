@@ -4,7 +4,7 @@
  * bytes. Importing broker-module.js installs its heap reporter in each handler
  * thread (in a main thread, as plain-sdk runs it, that does nothing).
  */
-import createExampleServer from '../../dist/main/example-server.js';
+import createExampleServer from '../../dist/main/host/example-server.js';
 import './broker-module.js';
 import { z } from 'zod';
 

@@ -12,10 +12,16 @@ export type {
   SessionEvent,
 } from '../shared/types.js';
 export { CLOSE_REASONS, EVICTION_POLICIES } from '../shared/types.js';
-export type { ThreadRestarts } from './dispatch.js';
-export type { ServerFactory, SessionContext } from './host.js';
-export { type BrokerMetrics, createMetrics } from './metrics.js';
-export type { ServeOptions, SessionBrokerOptions } from './options.js';
-export { type Served, serve } from './serve.js';
-export { SessionBroker, type SessionBrokerEvents } from './session-broker.js';
-export { parseDuration, parseRate } from './units.js';
+export { parseDuration, parseRate } from './cli/index.js';
+export {
+  type BrokerMetrics,
+  createMetrics,
+  type Served,
+  type ServeOptions,
+  SessionBroker,
+  type SessionBrokerEvents,
+  type SessionBrokerOptions,
+  serve,
+  type ThreadRestarts,
+} from './front/index.js';
+export type { ServerFactory, SessionContext } from './host/index.js';

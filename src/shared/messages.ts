@@ -67,6 +67,16 @@ export type StreamMessage =
   | { readonly type: 'end' }
   | { readonly type: 'abort'; readonly reason: string };
 
+/** Flow control of response bodies between threads. */
+export interface StreamLimits {
+  /** Bytes the receiver may hold unacknowledged. */
+  readonly windowBytes: number;
+  /** Bytes the sender holds beyond the window before the producer's sends wait. */
+  readonly maxBufferedBytes: number;
+  /** How long a stream may wait for its client to take any byte before it is aborted, ms. */
+  readonly stallTimeoutMs: number;
+}
+
 /** Main -> handler, on a task's port. */
 export type StreamControl = { readonly type: 'credit'; readonly bytes: number } | { readonly type: 'cancel' };
 

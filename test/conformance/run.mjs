@@ -9,7 +9,7 @@
 // node given by $CONFORMANCE_NODE, else on Node 24 fetched with `npx -y node@24`.
 //
 // What runs
-//   - the broker: `node dist/main/cli.js serve <fixture> --threads 3 --max-sessions 1000`
+//   - the broker: `node dist/main/cli/main.js serve <fixture> --threads 3 --max-sessions 1000`
 //   - the plain SDK: `node test/conformance/plain-sdk.js` (one thread, a Map of transports)
 //   - against each, the suite's active server suite (`--suite active`), plus
 //     server-session-lifecycle if the active suite does not already include it: the
@@ -297,7 +297,7 @@ const installed = join(SUITE_DIR, 'package.json');
 if (!existsSync(installed)) await fail(`${SUITE_PACKAGE} is not installed (npm ci)`);
 const { version } = JSON.parse(readFileSync(installed, 'utf8'));
 if (version !== SUITE_VERSION) await fail(`${SUITE_PACKAGE} is ${version}, this script expects ${SUITE_VERSION}`);
-if (!existsSync(join(ROOT, 'dist/main/cli.js'))) await fail('dist/ is missing: npm run build first');
+if (!existsSync(join(ROOT, 'dist/main/cli/main.js'))) await fail('dist/ is missing: npm run build first');
 
 const expected = readExpected(cli['expected-failures']);
 rmSync(RESULTS, { recursive: true, force: true });
@@ -311,7 +311,7 @@ let servers;
 try {
   servers = await Promise.all([
     startServer('broker', [
-      'dist/main/cli.js',
+      'dist/main/cli/main.js',
       'serve',
       FIXTURE,
       '--port',

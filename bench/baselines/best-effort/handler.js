@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { BroadcastChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import createExampleServer from '../../../dist/main/example-server.js';
+import createExampleServer from '../../../dist/main/host/example-server.js';
 import { Shared } from './shared.js';
 
 const { i32, maxSessions, jsonResponse, instance } = workerData;

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { requireBearerAuth } from '@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js';
 import type { OAuthTokenVerifier } from '@modelcontextprotocol/sdk/server/auth/provider.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import { BrokerError } from '../shared/errors.js';
+import { BrokerError } from '../../shared/errors.js';
 
 export interface AuthOptions {
   /** Verifies a bearer token and returns the SDK's `AuthInfo` (it must carry `expiresAt`). */
@@ -63,12 +63,6 @@ export function bearerAuth(options: AuthOptions): Authenticate {
 export function cloneableAuth(auth: AuthInfo): Record<string, unknown> {
   const { resource, ...rest } = auth;
   return resource ? { ...rest, resource: resource.href } : rest;
-}
-
-/** AuthInfo back from plain data. */
-export function restoreAuth(value: unknown): AuthInfo {
-  const auth = value as AuthInfo & { resource?: URL | string };
-  return typeof auth.resource === 'string' ? { ...auth, resource: new URL(auth.resource) } : auth;
 }
 
 /**

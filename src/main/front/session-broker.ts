@@ -9,24 +9,22 @@ import { EventEmitter, once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import { type BrokerHandle, startBroker, startInProcessBroker } from '../broker/index.js';
-import type { BrokerError } from '../shared/errors.js';
-import { Answers, type HttpAnswer, refusalAnswer, sessionClosedError } from '../shared/jsonrpc.js';
-import type { TaskResult, WireRequest } from '../shared/messages.js';
-import type { SessionTable } from '../shared/table.js';
+import { type BrokerHandle, startBroker, startInProcessBroker } from '../../broker/index.js';
+import type { BrokerError } from '../../shared/errors.js';
+import { Answers, type HttpAnswer, refusalAnswer, sessionClosedError } from '../../shared/jsonrpc.js';
+import type { TaskResult, WireRequest } from '../../shared/messages.js';
+import type { SessionTable } from '../../shared/table.js';
 import type {
   BrokerStats,
   SessionClosedEvent,
   SessionCreatedEvent,
   SessionEvent,
   SessionRef,
-} from '../shared/types.js';
+} from '../../shared/types.js';
+import { eventStoreFactory, loadFactory, ResumeBudget, SessionHost } from '../host/index.js';
 import { type Authenticate, bearerAuth, cloneableAuth } from './auth.js';
 import { ClientKeys } from './clients.js';
 import { type Dispatcher, LocalDispatcher, PoolDispatcher, type Routed, type ThreadRestarts } from './dispatch.js';
-import { eventStoreFactory, ResumeBudget } from './event-store.js';
-import { loadFactory } from './factory.js';
-import { SessionHost } from './host.js';
 import { ErrorLog } from './log.js';
 import {
   type ResolvedSessionBrokerOptions,
@@ -35,7 +33,7 @@ import {
 } from './options.js';
 import { checkOrigin } from './origin.js';
 import { checkGetHeaders, checkPostBody, checkPostHeaders, checkPostMessage } from './preflight.js';
-import { pipePortToResponse } from './stream.js';
+import { pipePortToResponse } from './receive.js';
 
 /** `Retry-After` for a request refused because its session is at `maxInFlightPerSession`. */
 const IN_FLIGHT_RETRY_MS = 1_000;

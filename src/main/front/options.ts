@@ -10,14 +10,13 @@ import {
   positiveInteger,
   type ResolvedAdmissionOptions,
   resolveAdmissionOptions,
-} from '../broker/index.js';
+} from '../../broker/index.js';
+import type { StreamLimits } from '../../shared/messages.js';
+import { DEFAULT_EVENT_STORE_LIMITS, type EventStoreLimits, type ServerFactory } from '../host/index.js';
 import type { AuthOptions } from './auth.js';
 import { defaultMaxConnections } from './connections.js';
 import { defaultThreads } from './dispatch.js';
-import { DEFAULT_EVENT_STORE_LIMITS, type EventStoreLimits } from './event-store.js';
-import type { ServerFactory } from './host.js';
 import type { OriginPolicy } from './origin.js';
-import type { StreamLimits } from './stream.js';
 
 export interface SessionBrokerOptions extends AdmissionOptions {
   /**

@@ -9,16 +9,23 @@
 
 import { MessageChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { expose, wrap } from 'comlink';
-import type { BrokerApi } from '../broker/index.js';
-import { BrokerError } from '../shared/errors.js';
-import { Answers } from '../shared/jsonrpc.js';
-import { type HandlerTask, HELLO, type HelloMessage, type OwnerControl, type TaskResult } from '../shared/messages.js';
-import { endpoint } from '../shared/rpc.js';
-import { SessionTable } from '../shared/table.js';
+import type { BrokerApi } from '../../broker/index.js';
+import { BrokerError } from '../../shared/errors.js';
+import { Answers } from '../../shared/jsonrpc.js';
+import {
+  type HandlerTask,
+  HELLO,
+  type HelloMessage,
+  type OwnerControl,
+  type StreamLimits,
+  type TaskResult,
+} from '../../shared/messages.js';
+import { endpoint } from '../../shared/rpc.js';
+import { SessionTable } from '../../shared/table.js';
 import { type EventStoreLimits, eventStoreFactory, ResumeBudget } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
-import { deliver, type StreamLimits } from './stream.js';
+import { deliver } from './send.js';
 
 /** What the listener passes to every handler thread. */
 export interface HandlerWorkerData {

@@ -9,7 +9,7 @@ import {
   JSONRPCMessageSchema,
   SUPPORTED_PROTOCOL_VERSIONS,
 } from '@modelcontextprotocol/sdk/types.js';
-import { Answers, type HttpAnswer, type JsonRpcId } from '../shared/jsonrpc.js';
+import { Answers, type HttpAnswer, type JsonRpcId } from '../../shared/jsonrpc.js';
 
 /** The SDK's limit on messages in one batch. */
 export const MAX_BATCH_SIZE = 100;

@@ -5,8 +5,8 @@
  */
 import { createServer, type IncomingMessage, type Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { BrokerError } from '../shared/errors.js';
-import { Answers, type HttpAnswer } from '../shared/jsonrpc.js';
+import { BrokerError } from '../../shared/errors.js';
+import { Answers, type HttpAnswer } from '../../shared/jsonrpc.js';
 import { type Authenticate, bearerAuth } from './auth.js';
 import { ConnectionLimiter, FILE_DESCRIPTOR_RESERVE, fileLimit } from './connections.js';
 import { createMetrics } from './metrics.js';

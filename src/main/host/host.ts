@@ -16,14 +16,14 @@ import {
   type JSONRPCMessage,
   type RequestId,
 } from '@modelcontextprotocol/sdk/types.js';
-import { BrokerError } from '../shared/errors.js';
-import { Answers, type JsonRpcId, sessionClosedError } from '../shared/jsonrpc.js';
-import type { TaskResult, WireRequest } from '../shared/messages.js';
-import type { SessionTable } from '../shared/table.js';
-import type { AdmitRequest, CloseReason, Decision, SessionRef } from '../shared/types.js';
+import { BrokerError } from '../../shared/errors.js';
+import { Answers, type JsonRpcId, sessionClosedError } from '../../shared/jsonrpc.js';
+import type { TaskResult, WireRequest } from '../../shared/messages.js';
+import type { SessionTable } from '../../shared/table.js';
+import type { AdmitRequest, CloseReason, Decision, SessionRef } from '../../shared/types.js';
 import { restoreAuth } from './auth.js';
 import type { ResumptionStore } from './event-store.js';
-import { StreamGate } from './stream.js';
+import { StreamGate } from './send.js';
 
 /** What the factory receives for each new session. */
 export interface SessionContext {

@@ -4,7 +4,7 @@
  * only from loopback (or configured) origins.
  */
 import type { IncomingMessage } from 'node:http';
-import { Answers, type HttpAnswer } from '../shared/jsonrpc.js';
+import { Answers, type HttpAnswer } from '../../shared/jsonrpc.js';
 
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 

@@ -16,7 +16,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { refusalAnswer } from '../shared/jsonrpc.js';
+import { refusalAnswer } from '../../shared/jsonrpc.js';
 import { ClientKeys } from './clients.js';
 import { send } from './session-broker.js';
 

@@ -1,28 +1,17 @@
 /**
- * Response bodies between threads (handler threads and the listener; with
- * `threads: 0`, both ends on the main thread). The owner's side reads the
- * SDK's body and sends it over a MessagePort as the listener grants credit;
- * the listener writes it to the socket and grants credit back once the socket
- * has taken the bytes.
+ * The sending end of response bodies (runs where a session lives: a handler
+ * thread, or the main thread with `threads: 0`). The owner reads the SDK's
+ * body and sends it over a MessagePort as the listener grants credit (the
+ * receiving end is `front/receive.ts`).
  *
  * Nothing is dropped on the way: a stream that cannot send holds its bytes, up
  * to `maxBufferedBytes`, and then the producer itself waits (`StreamGate`: the
  * SDK transport's sends for this stream). Only a client that has taken no bytes
  * for `stallTimeoutMs` while bytes were waiting is cut off.
  */
-import type { ServerResponse } from 'node:http';
 import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from 'node:stream/web';
 import type { MessagePort } from 'node:worker_threads';
-import type { StreamControl, StreamMessage, TaskResult } from '../shared/messages.js';
-
-export interface StreamLimits {
-  /** Bytes the receiver may hold unacknowledged. */
-  readonly windowBytes: number;
-  /** Bytes the sender holds beyond the window before the producer's sends wait. */
-  readonly maxBufferedBytes: number;
-  /** How long a stream may wait for its client to take any byte before it is aborted, ms. */
-  readonly stallTimeoutMs: number;
-}
+import type { StreamControl, StreamLimits, StreamMessage, TaskResult } from '../../shared/messages.js';
 
 type ReadResult = ReadableStreamReadResult<Uint8Array>;
 
@@ -268,74 +257,4 @@ export async function deliver(
     port.close();
   } else pumpToPort(prefetched, port, limits, gate);
   return withHead;
-}
-
-/**
- * Writes what arrives on `port` to `res`, acknowledging bytes once the socket
- * has taken them. Resolves when the response is over, however it ended.
- * `onSenderGone` gives the last bytes of a body whose sender vanished (its
- * thread died) before ending it; without them, the response is destroyed.
- */
-export function pipePortToResponse(
-  port: MessagePort,
-  res: ServerResponse,
-  head?: Uint8Array,
-  onSenderGone?: () => Uint8Array | undefined,
-): Promise<void> {
-  return new Promise((resolve) => {
-    let settled = false;
-    // The sender ended the body: its port closing next is expected, and the response flushes on its own.
-    let ended = false;
-    const settle = () => {
-      if (settled) return;
-      settled = true;
-      port.close();
-      resolve();
-    };
-    // Bytes written while the socket was saturated: acknowledged together on the next 'drain'.
-    let owed = 0;
-    const credit = (bytes: number) => {
-      if (!settled && !ended) port.postMessage({ type: 'credit', bytes } satisfies StreamControl);
-    };
-    const onDrain = () => {
-      const bytes = owed;
-      owed = 0;
-      credit(bytes);
-    };
-    res.on('drain', onDrain);
-    const write = (data: Uint8Array) => {
-      const flowing = res.write(data);
-      if (flowing && owed === 0) credit(data.byteLength);
-      else owed += data.byteLength;
-    };
-    // The start of the body came with the head: it counts against the window like any chunk.
-    if (head) write(head);
-    else res.flushHeaders();
-    port.on('message', (message: StreamMessage) => {
-      if (message.type === 'chunk') {
-        write(message.data);
-      } else if (message.type === 'end') {
-        ended = true;
-        res.end(settle);
-      } else {
-        res.destroy(new Error(message.reason));
-        settle();
-      }
-    });
-    port.on('close', () => {
-      // The sender vanished (its thread died) before ending the body.
-      if (!settled && !ended) {
-        const tail = onSenderGone?.();
-        if (tail) res.end(tail);
-        else res.destroy();
-        settle();
-      }
-    });
-    res.on('close', () => {
-      if (!settled) {
-        if (!res.writableFinished && !ended) port.postMessage({ type: 'cancel' } satisfies StreamControl);
-        settle();
-      }
-    });
-  });
 }

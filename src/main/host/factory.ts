@@ -1,7 +1,7 @@
 /**
  * Loads a server module: its default export builds one MCP server per session.
  */
-import { BrokerError } from '../shared/errors.js';
+import { BrokerError } from '../../shared/errors.js';
 import type { ServerFactory } from './host.js';
 
 /** Imports the module at `moduleUrl` (a file URL), or the built-in example when undefined. */

@@ -11,7 +11,7 @@
  */
 import type { EventId, EventStore, StreamId } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { R_SLOTS, R_TOTAL, RS_BYTES, RS_I64, RS_THREAD, resumeBytesWords } from '../shared/layout.js';
+import { R_SLOTS, R_TOTAL, RS_BYTES, RS_I64, RS_THREAD, resumeBytesWords } from '../../shared/layout.js';
 
 export interface EventStoreLimits {
   /** Events kept per stream (the newest). */

@@ -10,15 +10,18 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import type { BrokerHandle } from '../broker/index.js';
-import { BrokerError } from '../shared/errors.js';
-import { type HandlerTask, isHelloMessage, type TaskResult, type WireRequest } from '../shared/messages.js';
-import type { SessionRef } from '../shared/types.js';
+import type { BrokerHandle } from '../../broker/index.js';
+import { BrokerError } from '../../shared/errors.js';
+import {
+  type HandlerTask,
+  isHelloMessage,
+  type StreamLimits,
+  type TaskResult,
+  type WireRequest,
+} from '../../shared/messages.js';
+import type { SessionRef } from '../../shared/types.js';
+import { deliver, type EventStoreLimits, type HandlerWorkerData, type SessionHost } from '../host/index.js';
 import type { ClientIdentity } from './clients.js';
-import type { EventStoreLimits } from './event-store.js';
-import type { HandlerWorkerData } from './handler.js';
-import type { SessionHost } from './host.js';
-import { deliver, type StreamLimits } from './stream.js';
 
 /** A routed request's answer: its head, and the port its body (if any) arrives on. */
 export type Routed = { readonly result: TaskResult; readonly port: MessagePort } | { readonly busy: true };
@@ -104,7 +107,7 @@ export class PoolDispatcher implements Dispatcher {
       resumeBytes: options.resumeBytes,
     };
     this.#pool = new Piscina({
-      filename: new URL('./handler.js', import.meta.url).href,
+      filename: new URL('../host/handler.js', import.meta.url).href,
       // Fixed size and never idle-reaped: a session lives in exactly one thread.
       minThreads: options.threads,
       maxThreads: options.threads,

@@ -3,13 +3,13 @@
  * The command line: `mcp-session-broker serve [module] [flags]`.
  */
 import { readFileSync } from 'node:fs';
+import { loadAuth, resolveServeOptions, resolveSessionBrokerOptions, serve } from '../front/index.js';
 import { flagMessage, parseServeArgs, USAGE } from './args.js';
-import { loadAuth } from './auth.js';
-import { resolveServeOptions, resolveSessionBrokerOptions } from './options.js';
-import { serve } from './serve.js';
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
   return pkg.version;
 }
 

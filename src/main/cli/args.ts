@@ -2,8 +2,8 @@
  * Command-line arguments of `mcp-session-broker serve`, parsed to serve() options.
  */
 import { parseArgs } from 'node:util';
-import type { EvictionPolicy } from '../shared/types.js';
-import type { ServeOptions } from './options.js';
+import type { EvictionPolicy } from '../../shared/types.js';
+import type { ServeOptions } from '../front/index.js';
 import { parseBytes, parseDuration, parseRate } from './units.js';
 
 /** The cap the CLI uses when `--max-sessions` is not given (the API has no default). */

@@ -3,7 +3,7 @@
  * read from the shared table's counters at scrape time.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import { CLOSE_REASONS, REJECT_REASONS } from '../shared/types.js';
+import { CLOSE_REASONS, REJECT_REASONS } from '../../shared/types.js';
 import type { ConnectionCounters } from './connections.js';
 import type { SessionBroker } from './session-broker.js';
 

@@ -1,0 +1,16 @@
+/**
+ * The session host: what runs where sessions live (the handler threads, or
+ * the main thread with `threads: 0`): the SDK transports and the user's
+ * servers, the resumability stores, and the sending end of response bodies.
+ * The thread entry is `handler.ts` (piscina loads it by path).
+ */
+export {
+  DEFAULT_EVENT_STORE_LIMITS,
+  type EventStoreLimits,
+  eventStoreFactory,
+  ResumeBudget,
+} from './event-store.js';
+export { loadFactory } from './factory.js';
+export type { HandlerWorkerData } from './handler.js';
+export { type ServerFactory, type SessionContext, SessionHost } from './host.js';
+export { deliver } from './send.js';
