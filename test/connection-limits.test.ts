@@ -161,11 +161,11 @@ describe('open connections, server-wide', () => {
     served = await start({ maxSessions: 10, threads: 1, jsonResponse: true, maxConnections: 20 });
     const s = served;
     const id = (await rawInitialize(s.url)).sessionId as string;
-    const found = s.broker.table.lookup(id);
+    const found = s.broker.index.lookup(id);
     if (!found.ok) throw new Error('no session');
     const busy: Awaited<ReturnType<typeof busyConnection>>[] = [];
     for (let i = 0; i < 20; i++) busy.push(await busyConnection(s.url, id, 1500));
-    await until(() => s.broker.table.inflight(found.ref) === 20, 5000, 'every connection busy');
+    await until(() => s.broker.index.inflight(found.ref) === 20, 5000, 'every connection busy');
     const refused = await fetch(new URL('/healthz', s.url));
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('1');
@@ -202,11 +202,11 @@ describe('open connections per address', () => {
     served = await start({ maxSessions: 10, threads: 1, jsonResponse: true, maxConnectionsPerAddress: 3 });
     const s = served;
     const id = (await rawInitialize(s.url)).sessionId as string;
-    const found = s.broker.table.lookup(id);
+    const found = s.broker.index.lookup(id);
     if (!found.ok) throw new Error('no session');
     const busy: Awaited<ReturnType<typeof busyConnection>>[] = [];
     for (let i = 0; i < 3; i++) busy.push(await busyConnection(s.url, id, 1000, '127.0.0.3'));
-    await until(() => s.broker.table.inflight(found.ref) === 3, 5000, 'three calls in flight');
+    await until(() => s.broker.index.inflight(found.ref) === 3, 5000, 'three calls in flight');
     const refused = await (await open(s.url, '127.0.0.3')).request(healthz(s.url));
     expect(refused.status).toBe(429);
     expect(JSON.parse(refused.text)).toMatchObject({ error: { code: -32000, data: { reason: 'address_full' } } });
@@ -226,7 +226,7 @@ describe('open connections per address', () => {
     const s = served;
     const from = (address: string) => ({ 'x-forwarded-for': address });
     const id = (await rawInitialize(s.url, from('10.0.0.1'))).sessionId as string;
-    const found = s.broker.table.lookup(id);
+    const found = s.broker.index.lookup(id);
     if (!found.ok) throw new Error('no session');
     const slow = [1, 2].map((n) =>
       fetch(s.url, {
@@ -246,7 +246,7 @@ describe('open connections per address', () => {
         }),
       }),
     );
-    await until(() => s.broker.table.inflight(found.ref) === 2, 5000, 'two calls in flight');
+    await until(() => s.broker.index.inflight(found.ref) === 2, 5000, 'two calls in flight');
     const third = await rawInitialize(s.url, from('10.0.0.1'));
     expect(third.status).toBe(429);
     expect(third.headers.get('retry-after')).toBe('1');

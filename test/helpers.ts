@@ -111,9 +111,9 @@ export async function until(predicate: () => boolean | Promise<boolean>, ms = 50
 
 /** Waits until a request of the session is in flight (entered, response not yet ended). */
 export async function inFlight(served: Served, sessionId: string): Promise<void> {
-  const found = served.broker.table.lookup(sessionId);
+  const found = served.broker.index.lookup(sessionId);
   if (!found.ok) throw new Error(`session ${sessionId} not found`);
-  await until(() => served.broker.table.inflight(found.ref) > 0, 5000, 'a request in flight');
+  await until(() => served.broker.index.inflight(found.ref) > 0, 5000, 'a request in flight');
 }
 
 /** A call's outcome as a string: 'answered', or the error's message (for calls expected to fail). */

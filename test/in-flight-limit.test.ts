@@ -27,11 +27,11 @@ describe('requests in flight per session', () => {
     const s = served;
     const noisy = (await rawInitialize(s.url)).sessionId as string;
     const quiet = (await rawInitialize(s.url)).sessionId as string;
-    const noisyRef = s.broker.table.lookup(noisy);
+    const noisyRef = s.broker.index.lookup(noisy);
     if (!noisyRef.ok) throw new Error('no session');
 
-    const flood = Array.from({ length: 30 }, () => rawCall(s.url, noisy, 'sleep', { ms: 1500 }));
-    await until(() => s.broker.table.inflight(noisyRef.ref) >= 4, 5000, 'the noisy session at its bound');
+    const flood = Array.from({ length: 30 }, () => rawCall(s.url, noisy, 'sleep', { ms: 6000 }));
+    await until(() => s.broker.index.inflight(noisyRef.ref) >= 4, 5000, 'the noisy session at its bound');
     // The neighbour stays within its own bound (4 at once), twice over.
     for (let round = 0; round < 2; round++) {
       const neighbour = await Promise.all(
@@ -39,7 +39,7 @@ describe('requests in flight per session', () => {
       );
       expect(neighbour.map((r) => r.status)).toEqual([200, 200, 200, 200]);
     }
-    expect(s.broker.table.inflight(noisyRef.ref)).toBe(4);
+    expect(s.broker.index.inflight(noisyRef.ref)).toBe(4);
 
     const noisyResults = await Promise.all(flood);
     const statuses = noisyResults.map((r) => r.status).sort();
@@ -66,10 +66,10 @@ describe('requests in flight per session', () => {
     served = await start({ maxSessions: 10, threads: 1, jsonResponse: true, maxInFlightPerSession: 1 });
     const s = served;
     const id = (await rawInitialize(s.url)).sessionId as string;
-    const found = s.broker.table.lookup(id);
+    const found = s.broker.index.lookup(id);
     if (!found.ok) throw new Error('no session');
     const slow = rawCall(s.url, id, 'sleep', { ms: 500 });
-    await until(() => s.broker.table.inflight(found.ref) === 1, 5000, 'the call in flight');
+    await until(() => s.broker.index.inflight(found.ref) === 1, 5000, 'the call in flight');
     const headers = { 'mcp-session-id': id, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION };
     const refused = await fetch(s.url, { method: 'DELETE', headers });
     expect(refused.status).toBe(429);

@@ -164,7 +164,7 @@ describe('a client that reads nothing', () => {
     const s = served;
     const { sessionId } = await rawInitialize(s.url);
     if (!sessionId) throw new Error('no session');
-    const found = s.broker.table.lookup(sessionId);
+    const found = s.broker.index.lookup(sessionId);
     if (!found.ok) throw new Error('not found');
     // ~40 MB of notifications to a client that never reads.
     const body = JSON.stringify({
@@ -197,8 +197,8 @@ describe('a client that reads nothing', () => {
       });
     });
     req.end(body);
-    await until(() => s.broker.table.inflight(found.ref) > 0, 5000, 'the call to arrive');
-    await until(() => s.broker.table.inflight(found.ref) === 0, 20_000, 'the stream abort');
+    await until(() => s.broker.index.inflight(found.ref) > 0, 5000, 'the call to arrive');
+    await until(() => s.broker.index.inflight(found.ref) === 0, 20_000, 'the stream abort');
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
     expect(ended).toBe(false);
     expect(received).toBeLessThan(40_000_000);

@@ -1,19 +1,33 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryStore, resolveAdmissionOptions } from '../dist/broker/index.js';
+import { createMemoryStore, MemoryStore, resolveAdmissionOptions } from '../dist/broker/index.js';
 import { runStoreSuite } from './store.case.js';
 
-runStoreSuite({
-  name: 'memory',
-  newStore: ({ admission, now, closer, onEvent }) => {
-    const store = new MemoryStore({ admission: resolveAdmissionOptions(admission), lanes: 1, now, closer, onEvent });
-    return {
-      store,
-      enter: (ref) => store.table.enter(ref) === 'entered',
-      leave: (ref) => store.table.leave(ref),
-      lookup: (id) => store.table.lookup(id),
-      dispose: () => store.shutdown(0),
-    };
-  },
+runStoreSuite({ name: 'memory', createStore: createMemoryStore });
+
+describe('the memory store FIFO list', () => {
+  it('is empty once every session has closed', async () => {
+    let time = 1_000;
+    const store = new MemoryStore({
+      admission: resolveAdmissionOptions({ maxSessions: 3, idleTimeoutMs: 1_000 }),
+      lanes: 1,
+      now: () => time,
+      closer: async () => undefined,
+    });
+    const refs = [];
+    for (let i = 0; i < 10; i++) {
+      const d = await store.admit({ clientKey: 'c', owner: 1 });
+      if (!d.ok) throw new Error(`refused: ${d.reason}`);
+      store.table.leave(d);
+      refs.push(d);
+      expect(store.stats().fifoLength).toBeLessThanOrEqual(3);
+    }
+    for (const r of refs) store.closed(r, 'deleted');
+    time += 5_000;
+    store.sweep();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(store.stats()).toMatchObject({ occupied: 0, fifoLength: 0 });
+    await store.shutdown(0);
+  });
 });
 
 describe('the memory store client table', () => {

@@ -1,12 +1,29 @@
 /**
- * The contract every SessionStore meets, on a fake clock. A store folder's
- * test calls `runStoreSuite` with a factory; owners are simulated here.
+ * The contract every SessionStore meets, on a fake clock, through public
+ * interfaces only: the store as its `createStore` builds it, and the session
+ * index it keeps (opened as the request path opens it). A store's own test
+ * calls `runStoreSuite`; owners are simulated here. A store that cannot meet a
+ * case says which and why in `skip`.
  */
 import { describe, expect, it } from 'vitest';
-import type { AdmissionOptions, SessionStore } from '../dist/broker/index.js';
+import {
+  type AdmissionOptions,
+  openIndex,
+  resolveAdmissionOptions,
+  type SessionStore,
+  type StoreFactory,
+} from '../dist/broker/index.js';
 import type { Admitted, CloseReason, Decision, SessionEvent, SessionRef } from '../dist/shared/types.js';
 
-export interface StoreUnderTest {
+export interface StoreSuiteOptions {
+  readonly name: string;
+  /** Builds the store under test, as the broker does. */
+  readonly createStore: StoreFactory;
+  /** Cases this store does not meet, by name, each group with its reason. */
+  readonly skip?: readonly { readonly reason: string; readonly tests: readonly string[] }[];
+}
+
+interface StoreUnderTest {
   readonly store: SessionStore;
   /** A request enters / leaves the session (what the listener does around a POST). */
   enter(ref: SessionRef): boolean;
@@ -14,18 +31,6 @@ export interface StoreUnderTest {
   /** Validates an id as the request path does. */
   lookup(id: string): { ok: boolean };
   dispose(): Promise<void> | void;
-}
-
-export interface StoreFactoryInput {
-  readonly admission: AdmissionOptions;
-  readonly now: () => number;
-  readonly closer: (owner: number, ref: SessionRef, reason: CloseReason) => Promise<void>;
-  readonly onEvent: (event: SessionEvent) => void;
-}
-
-export interface StoreSuiteOptions {
-  readonly name: string;
-  readonly newStore: (input: StoreFactoryInput) => StoreUnderTest | Promise<StoreUnderTest>;
 }
 
 interface CloseCall {
@@ -40,17 +45,29 @@ async function harness(suite: StoreSuiteOptions, admission: AdmissionOptions, au
   let time = 1_000;
   const closes: CloseCall[] = [];
   const events: SessionEvent[] = [];
-  const under = await suite.newStore({
-    admission,
-    now: () => time,
-    closer: (owner, ref, reason) =>
+  const now = () => time;
+  const store = await suite.createStore({
+    admission: resolveAdmissionOptions(admission),
+    lanes: 1,
+    manualClock: false,
+    stallTimeoutMs: 0,
+    now,
+    closer: (owner: number, ref: SessionRef, reason: CloseReason) =>
       new Promise<void>((resolve) => {
         const call: CloseCall = { owner, ref, reason, confirm: resolve };
         closes.push(call);
         if (autoConfirm) resolve();
       }),
-    onEvent: (event) => events.push(event),
+    onEvent: (event: SessionEvent) => events.push(event),
   });
+  const index = openIndex(store.index, now);
+  const under: StoreUnderTest = {
+    store,
+    enter: (ref) => index.enter(ref) === 'entered',
+    leave: (ref) => index.leave(ref),
+    lookup: (id) => index.lookup(id),
+    dispose: () => store.shutdown(0),
+  };
   const admit = async (clientKey = 'c', owner = 1): Promise<Decision> => under.store.admit({ clientKey, owner });
   const admitOk = async (clientKey = 'c', owner = 1): Promise<Admitted> => {
     const decision = await admit(clientKey, owner);
@@ -78,8 +95,22 @@ async function harness(suite: StoreSuiteOptions, admission: AdmissionOptions, au
 }
 
 export function runStoreSuite(suite: StoreSuiteOptions): void {
+  const skipped = new Map<string, string>();
+  for (const group of suite.skip ?? []) {
+    if (typeof group.reason !== 'string' || group.reason.trim() === '') {
+      throw new TypeError('every skip states its reason');
+    }
+    for (const name of group.tests) skipped.set(name, group.reason);
+  }
+  const seen = new Set<string>();
+  const test = (name: string, fn: () => Promise<void>) => {
+    seen.add(name);
+    const reason = skipped.get(name);
+    if (reason === undefined) it(name, fn);
+    else it.skip(`${name} (skipped: ${reason})`, fn);
+  };
   describe(`${suite.name} store contract`, () => {
-    it('admits up to maxSessions with distinct, valid ids', async () => {
+    test('admits up to maxSessions with distinct, valid ids', async () => {
       const h = await harness(suite, { maxSessions: 3, evict: 'none' });
       const ids = new Set<string>();
       for (let i = 0; i < 3; i++) ids.add((await h.idleSession()).id);
@@ -89,7 +120,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('refuses at capacity with eviction off: 503 reason, Retry-After of at least one second, nothing evicted', async () => {
+    test('refuses at capacity with eviction off: 503 reason, Retry-After of at least one second, nothing evicted', async () => {
       const h = await harness(suite, { maxSessions: 2, evict: 'none' });
       await h.idleSession();
       await h.idleSession();
@@ -101,7 +132,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('evicts the oldest at capacity and admits only once the owner confirms the close', async () => {
+    test('evicts the oldest at capacity and admits only once the owner confirms the close', async () => {
       const h = await harness(suite, { maxSessions: 2 }, false);
       const first = await h.idleSession();
       const second = await h.idleSession();
@@ -123,7 +154,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('never evicts a session with a request in flight; refuses when all are busy', async () => {
+    test('never evicts a session with a request in flight; refuses when all are busy', async () => {
       const h = await harness(suite, { maxSessions: 2 });
       const a = await h.admitOk(); // still holding its initialize
       const b = await h.idleSession();
@@ -138,7 +169,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('stops protecting a busy session after the busy timeout', async () => {
+    test('stops protecting a busy session after the busy timeout', async () => {
       const h = await harness(suite, { maxSessions: 1, busyTimeoutMs: 5_000 });
       const stuck = await h.admitOk(); // its request never ends
       expect(await h.admit()).toMatchObject({ ok: false, reason: 'full' });
@@ -149,7 +180,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('evicts the least recently active session with evict: idlest', async () => {
+    test('evicts the least recently active session with evict: idlest', async () => {
       const h = await harness(suite, { maxSessions: 3, evict: 'idlest' });
       const a = await h.idleSession();
       h.advance(10);
@@ -166,7 +197,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('limits creations to rate.max per sliding window, with exact Retry-After', async () => {
+    test('limits creations to rate.max per sliding window, with exact Retry-After', async () => {
       const h = await harness(suite, { maxSessions: 10, rate: { max: 2, windowMs: 1_000 } });
       await h.idleSession();
       h.advance(300);
@@ -189,7 +220,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('reports Retry-After as the time until the oldest creation leaves the window', async () => {
+    test('reports Retry-After as the time until the oldest creation leaves the window', async () => {
       const h = await harness(suite, { maxSessions: 10, rate: { max: 1, windowMs: 60_000 } });
       await h.idleSession();
       h.advance(15_500);
@@ -200,7 +231,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('checks the rate before capacity: a rate refusal evicts nothing, a capacity refusal spends no token', async () => {
+    test('checks the rate before capacity: a rate refusal evicts nothing, a capacity refusal spends no token', async () => {
       const h = await harness(suite, { maxSessions: 1, evict: 'none', rate: { max: 2, windowMs: 1_000 } });
       const a = await h.idleSession();
       expect(await h.admit()).toMatchObject({ ok: false, reason: 'full' });
@@ -215,7 +246,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('gives the rate token back when a session fails at creation (refund)', async () => {
+    test('gives the rate token back when a session fails at creation (refund)', async () => {
       const h = await harness(suite, { maxSessions: 5, rate: { max: 1, windowMs: 1_000 } });
       const failed = await h.admitOk();
       h.store.closed(failed, 'error', { refund: true });
@@ -224,7 +255,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('expires idle sessions at once on the request path and closes them on sweep', async () => {
+    test('expires idle sessions at once on the request path and closes them on sweep', async () => {
       const h = await harness(suite, { maxSessions: 5, idleTimeoutMs: 1_000 });
       const a = await h.idleSession();
       h.advance(999);
@@ -238,7 +269,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('does not expire a busy session for idleness, but does past the busy timeout', async () => {
+    test('does not expire a busy session for idleness, but does past the busy timeout', async () => {
       const h = await harness(suite, { maxSessions: 5, idleTimeoutMs: 1_000, busyTimeoutMs: 3_000 });
       const a = await h.admitOk(); // initialize still in flight
       h.advance(2_000);
@@ -252,7 +283,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('closes a session at its max lifetime even while busy', async () => {
+    test('closes a session at its max lifetime even while busy', async () => {
       const h = await harness(suite, { maxSessions: 5, maxLifetimeMs: 2_000, idleTimeoutMs: 0 });
       const a = await h.admitOk();
       h.advance(1_999);
@@ -266,7 +297,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('reclaims expired sessions before evicting live ones, even with eviction off', async () => {
+    test('reclaims expired sessions before evicting live ones, even with eviction off', async () => {
       const h = await harness(suite, { maxSessions: 2, evict: 'none', idleTimeoutMs: 1_000 });
       await h.idleSession();
       await h.idleSession();
@@ -277,7 +308,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('emits created and closed events with id, client key, reason and duration', async () => {
+    test('emits created and closed events with id, client key, reason and duration', async () => {
       const h = await harness(suite, { maxSessions: 1 });
       const a = await h.idleSession('alice');
       h.advance(250);
@@ -295,7 +326,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('keeps the reason it asked for when the owner reports the close itself', async () => {
+    test('keeps the reason it asked for when the owner reports the close itself', async () => {
       const h = await harness(suite, { maxSessions: 1 }, false);
       const a = await h.idleSession();
       const pending = h.admit();
@@ -307,7 +338,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('frees every session of an owner that is gone, with reason error', async () => {
+    test('frees every session of an owner that is gone, with reason error', async () => {
       const h = await harness(suite, { maxSessions: 4 });
       await h.idleSession('c', 7);
       await h.idleSession('c', 8);
@@ -319,7 +350,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
-    it('leaves every slot free and the FIFO list empty after all sessions close', async () => {
+    test('leaves every slot free after all sessions close', async () => {
       const h = await harness(suite, { maxSessions: 3, idleTimeoutMs: 1_000 });
       const refs: Admitted[] = [];
       for (let i = 0; i < 10; i++) refs.push(await h.idleSession());
@@ -328,13 +359,13 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       h.store.sweep();
       await h.settle();
       const stats = h.store.stats();
-      expect(stats).toMatchObject({ occupied: 0, live: 0, closing: 0, fifoLength: 0, waiting: 0, createdTotal: 10 });
+      expect(stats).toMatchObject({ occupied: 0, live: 0, closing: 0, waiting: 0, createdTotal: 10 });
       expect(stats.closedTotal.evicted + stats.closedTotal.deleted).toBe(10);
       await h.dispose();
     });
 
     describe('per-client limits', () => {
-      it('limits one client by its own rate without touching others', async () => {
+      test('limits one client by its own rate without touching others', async () => {
         const h = await harness(suite, { maxSessions: 10, perClient: { rate: { max: 2, windowMs: 1_000 } } });
         await h.idleSession('a');
         await h.idleSession('a');
@@ -345,7 +376,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
         await h.dispose();
       });
 
-      it("evicts a client's own oldest session at its cap, never another client's", async () => {
+      test("evicts a client's own oldest session at its cap, never another client's", async () => {
         const h = await harness(suite, { maxSessions: 10, perClient: { maxSessions: 2 } });
         const b = await h.idleSession('b');
         const a1 = await h.idleSession('a');
@@ -361,7 +392,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
         await h.dispose();
       });
 
-      it('refuses a client at its cap with eviction off (client_full), others still admitted', async () => {
+      test('refuses a client at its cap with eviction off (client_full), others still admitted', async () => {
         const h = await harness(suite, { maxSessions: 10, evict: 'none', perClient: { maxSessions: 1 } });
         await h.idleSession('a');
         const refused = await h.admit('a');
@@ -371,7 +402,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
         await h.dispose();
       });
 
-      it('at the global cap, evicts the oldest evictable session of the client holding the most', async () => {
+      test('at the global cap, evicts the oldest evictable session of the client holding the most', async () => {
         const h = await harness(suite, { maxSessions: 5, perClient: { maxSessions: 5 } });
         const quiet = await h.idleSession('quiet'); // the oldest session of all
         const noisy = [];
@@ -382,7 +413,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
         await h.dispose();
       });
 
-      it('checks in order (client rate, global rate, client cap, global cap) and spends all tokens or none', async () => {
+      test('checks in order (client rate, global rate, client cap, global cap) and spends all tokens or none', async () => {
         const h = await harness(suite, {
           maxSessions: 10,
           evict: 'none',
@@ -404,7 +435,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
         await h.dispose();
       });
 
-      it('never lets a client hold more live sessions than its cap, even while its victim closes', async () => {
+      test('never lets a client hold more live sessions than its cap, even while its victim closes', async () => {
         const h = await harness(suite, { maxSessions: 10, perClient: { maxSessions: 2 } }, false);
         await h.idleSession('a');
         await h.idleSession('a');
@@ -419,7 +450,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       });
     });
 
-    it('closes everything with reason shutdown and then refuses', async () => {
+    test('closes everything with reason shutdown and then refuses', async () => {
       const h = await harness(suite, { maxSessions: 3 });
       await h.idleSession();
       await h.admitOk();
@@ -430,4 +461,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
   });
+  for (const name of skipped.keys()) {
+    if (!seen.has(name)) throw new TypeError(`skip names a case the suite does not have: ${name}`);
+  }
 }

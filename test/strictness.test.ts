@@ -37,7 +37,7 @@ function sampler(served: Served) {
   let max = 0;
   let samples = 0;
   const timer = setInterval(() => {
-    const byThread = served.broker.table.transportsByThread();
+    const byThread = served.broker.index.transportsByThread();
     const live = Object.values(byThread).reduce((a, b) => a + b, 0);
     max = Math.max(max, live);
     samples++;

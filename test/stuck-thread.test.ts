@@ -117,7 +117,7 @@ describe('a handler thread whose event loop is blocked', () => {
     const healthy = all.filter((x) => x.owner !== stuckThread);
     if (!spinner || healthy.length === 0) throw new Error('sessions were not spread over both threads');
     void outcomeOf(spinner.session.client.callTool({ name: 'spin', arguments: {} }));
-    await until(() => s.broker.table.unresponsiveThreads().has(stuckThread), 5000, 'the thread to fall silent');
+    await until(() => s.broker.index.unresponsiveThreads().has(stuckThread), 5000, 'the thread to fall silent');
 
     const started = Date.now();
     const answer = await initializeWithin(s.url, 5000);
@@ -148,7 +148,7 @@ describe('a handler thread whose event loop is blocked', () => {
       await inFlight(s, session.sessionId);
     }
     void outcomeOf(spinner.session.client.callTool({ name: 'spin', arguments: {} }));
-    await until(() => s.broker.table.unresponsiveThreads().has(stuckThread), 5000, 'the thread to fall silent');
+    await until(() => s.broker.index.unresponsiveThreads().has(stuckThread), 5000, 'the thread to fall silent');
 
     const started = Date.now();
     const answer = await initializeWithin(s.url, 5000);
@@ -157,6 +157,6 @@ describe('a handler thread whose event loop is blocked', () => {
     expect(Date.now() - started).toBeLessThan(2000);
     expect(closed).toEqual([]);
     // A thread merely waiting on async work keeps its heartbeat.
-    expect(s.broker.table.unresponsiveThreads().has(healthy[0]?.owner as number)).toBe(false);
+    expect(s.broker.index.unresponsiveThreads().has(healthy[0]?.owner as number)).toBe(false);
   });
 });

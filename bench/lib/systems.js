@@ -33,7 +33,7 @@ export const SYSTEMS = {
         broker: served.broker,
         live: () => served.broker.transports(),
         resumeBytes: () => served.broker.resumeBytes(),
-        byThread: () => served.broker.table.transportsByThread(),
+        byThread: () => served.broker.index.transportsByThread(),
         stats: () => served.broker.stats(),
         close: () => served.close(),
       };

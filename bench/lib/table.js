@@ -6,14 +6,14 @@ import { resolveAdmissionOptions, startInProcessBroker } from '../../dist/broker
 
 /** Admits `sessions` sessions (default options: 30 min idle timeout) and ends their initialize. */
 export async function populatedTable(sessions) {
-  const local = startInProcessBroker({
+  const local = await startInProcessBroker({
     admission: resolveAdmissionOptions({ maxSessions: sessions }),
     lanes: 2,
     manualClock: false,
     onEvent: () => undefined,
     closer: async () => undefined,
   });
-  const table = local.table;
+  const table = local.index;
   const ids = [];
   for (let i = 0; i < sessions; i++) {
     const d = await local.api.admit({ clientKey: 'bench', owner: 0 });

@@ -7,15 +7,29 @@ import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { type Remote, releaseProxy, transfer, wrap } from 'comlink';
 import { BrokerError } from '../shared/errors.js';
 import { endpoint } from '../shared/rpc.js';
+import type { IndexDescriptor, SessionIndex } from '../shared/session-index.js';
 import { SessionTable } from '../shared/table.js';
 import type { SessionEvent } from '../shared/types.js';
 import { type BrokerApi, brokerApi, OwnerRegistry } from './api.js';
+import { loadStore, MEMORY_STORE_MODULE } from './load-store.js';
 import type { ResolvedAdmissionOptions } from './options.js';
 import type { SessionCloser, SessionEventListener } from './store.js';
-import { MemoryStore } from './stores/memory/index.js';
 import type { BrokerWorkerApi, BrokerWorkerData } from './worker.js';
 
+export type {
+  EnterResult,
+  IndexDescriptor,
+  LookupMiss,
+  LookupResult,
+  SessionIndex,
+} from '../shared/session-index.js';
 export type { BrokerApi } from './api.js';
+
+/** Opens a process's session index in the calling thread (`now`: a clock override, for in-process tests). */
+export function openIndex(descriptor: IndexDescriptor, now?: () => number): SessionIndex {
+  return new SessionTable(descriptor.buffer, now);
+}
+export { MEMORY_STORE_MODULE } from './load-store.js';
 export {
   ADMISSION_DEFAULTS,
   type AdmissionOptions,
@@ -27,8 +41,14 @@ export {
   resolveAdmissionOptions,
   unresponsiveAfterMs,
 } from './options.js';
-export type { SessionCloser, SessionEventListener, SessionStore } from './store.js';
-export { MemoryStore, type MemoryStoreOptions } from './stores/memory/index.js';
+export type {
+  SessionCloser,
+  SessionEventListener,
+  SessionStore,
+  StoreContext,
+  StoreFactory,
+} from './store.js';
+export { createStore as createMemoryStore, MemoryStore, type MemoryStoreOptions } from './stores/memory/index.js';
 
 /** Every broker API call, as a promise (what a comlink proxy gives). */
 export type AsyncBrokerApi = {
@@ -37,7 +57,8 @@ export type AsyncBrokerApi = {
 
 /** A running broker, wherever it runs. */
 export interface BrokerHandle {
-  readonly table: SessionTable;
+  /** This process's session index (the store's own shared table, for the memory store). */
+  readonly index: SessionIndex;
   readonly api: AsyncBrokerApi;
   /** Connects a handler thread (threads mode only). */
   attach(threadId: number, brokerPort: MessagePort, controlPort: MessagePort): Promise<void>;
@@ -51,6 +72,8 @@ export interface BrokerStartOptions {
   readonly manualClock: boolean;
   /** A handler thread silent this long (real ms) is replaced by the listener's watchdog; 0 = never. */
   readonly stallTimeoutMs: number;
+  /** The store module (file URL) exporting `createStore`. @default the memory store */
+  readonly storeModule?: string;
   readonly onEvent: SessionEventListener;
   /** The broker worker died after it started (its calls now reject with this error). */
   readonly onFailure?: (error: BrokerError) => void;
@@ -64,6 +87,7 @@ export async function startBroker(options: BrokerStartOptions): Promise<BrokerHa
     lanes: options.lanes,
     manualClock: options.manualClock,
     stallTimeoutMs: options.stallTimeoutMs,
+    storeModule: options.storeModule ?? MEMORY_STORE_MODULE,
     eventPort: events.port2,
   };
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
@@ -74,10 +98,10 @@ export async function startBroker(options: BrokerStartOptions): Promise<BrokerHa
   events.port1.on('message', (event: SessionEvent) => options.onEvent(event));
   events.port1.unref();
   const remote: Remote<BrokerWorkerApi> = wrap<BrokerWorkerApi>(endpoint(worker));
-  let buffer: SharedArrayBuffer;
+  let descriptor: IndexDescriptor;
   try {
-    buffer = await Promise.race([
-      remote.buffer(),
+    descriptor = await Promise.race([
+      remote.index(),
       new Promise<never>((_, reject) => {
         worker.once('error', reject);
         worker.once('exit', (code) => reject(new Error(`broker worker exited with code ${code}`)));
@@ -113,7 +137,7 @@ export async function startBroker(options: BrokerStartOptions): Promise<BrokerHa
     ]),
   ) as AsyncBrokerApi;
   return {
-    table: new SessionTable(buffer),
+    index: openIndex(descriptor),
     api,
     attach: guard((threadId: number, brokerPort: MessagePort, controlPort: MessagePort) =>
       remote.attach(threadId, transfer(brokerPort, [brokerPort]), transfer(controlPort, [controlPort])),
@@ -146,8 +170,8 @@ export interface InProcessBrokerOptions extends BrokerStartOptions {
 }
 
 /** Runs the store on this thread: no broker worker, no comlink hop. */
-export function startInProcessBroker(options: InProcessBrokerOptions): BrokerHandle {
-  const store = new MemoryStore({
+export async function startInProcessBroker(options: InProcessBrokerOptions): Promise<BrokerHandle> {
+  const store = await loadStore(options.storeModule ?? MEMORY_STORE_MODULE, {
     admission: options.admission,
     lanes: options.lanes,
     manualClock: options.manualClock,
@@ -166,7 +190,7 @@ export function startInProcessBroker(options: InProcessBrokerOptions): BrokerHan
     ]),
   ) as AsyncBrokerApi;
   return {
-    table: store.table,
+    index: openIndex(store.index, options.now),
     api: asyncApi,
     attach: () => Promise.reject(new TypeError('handler threads cannot attach to an in-process broker')),
     terminate: async () => undefined,

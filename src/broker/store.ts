@@ -1,10 +1,18 @@
 /**
- * The admission store interface: every backend (the in-memory shared table
- * today, others later) gives the same semantics, checked by one contract suite.
+ * The admission authority's interface (the store): every backend gives the
+ * same semantics, checked by one contract suite (`runStoreSuite`). The request
+ * path never talks to a store directly: it reads the per-process session index
+ * the store keeps (`index`), and calls the store only to admit and to report
+ * closes. A store is chosen by module (`store` option): the module exports
+ * `createStore(context)`.
  */
+import type { IndexDescriptor } from '../shared/session-index.js';
 import type { AdmitRequest, BrokerStats, CloseReason, Decision, SessionEvent, SessionRef } from '../shared/types.js';
+import type { ResolvedAdmissionOptions } from './options.js';
 
 export interface SessionStore {
+  /** The session index this store keeps for the process; every thread opens it from this descriptor. */
+  readonly index: IndexDescriptor;
   /**
    * Decides an admission. Refusals are values: a refusal spends no rate token
    * and evicts nothing. At capacity it may evict one session and resolve only
@@ -33,3 +41,22 @@ export interface SessionStore {
 export type SessionCloser = (owner: number, ref: SessionRef, reason: CloseReason) => Promise<void>;
 
 export type SessionEventListener = (event: SessionEvent) => void;
+
+/** What a store is created with. */
+export interface StoreContext {
+  readonly admission: ResolvedAdmissionOptions;
+  /** Lanes for per-thread counts in the index (handler threads plus room for replacements). */
+  readonly lanes: number;
+  /** Run every thread on the manual clock stored in the index (tests across threads). */
+  readonly manualClock: boolean;
+  /** A handler thread silent this long (real ms) is replaced by the listener's watchdog; 0 = never. */
+  readonly stallTimeoutMs: number;
+  /** Closes a session's transport in its owner thread. */
+  readonly closer: SessionCloser;
+  readonly onEvent: SessionEventListener;
+  /** Clock override for this thread, ms (in-process tests). */
+  readonly now?: () => number;
+}
+
+/** What a store module exports as `createStore`. */
+export type StoreFactory = (context: StoreContext) => SessionStore | Promise<SessionStore>;

@@ -7,9 +7,10 @@
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { expose } from 'comlink';
 import { endpoint } from '../shared/rpc.js';
+import type { IndexDescriptor } from '../shared/session-index.js';
 import { type BrokerApi, brokerApi, OwnerRegistry } from './api.js';
+import { loadStore } from './load-store.js';
 import type { ResolvedAdmissionOptions } from './options.js';
-import { MemoryStore } from './stores/memory/index.js';
 
 /** What the main thread passes to the broker worker. */
 export interface BrokerWorkerData {
@@ -17,18 +18,20 @@ export interface BrokerWorkerData {
   readonly lanes: number;
   readonly manualClock: boolean;
   readonly stallTimeoutMs: number;
+  /** The store module (file URL); it exports `createStore`. */
+  readonly storeModule: string;
   readonly eventPort: MessagePort;
 }
 
-/** The API the main thread sees: the broker API plus the shared buffer. */
+/** The API the main thread sees: the broker API plus the store's session index. */
 export interface BrokerWorkerApi extends BrokerApi {
-  buffer(): SharedArrayBuffer;
+  index(): IndexDescriptor;
 }
 
 if (!parentPort) throw new Error('the broker worker must run in a worker thread');
 const data = workerData as BrokerWorkerData;
 const owners = new OwnerRegistry();
-const store = new MemoryStore({
+const store = await loadStore(data.storeModule, {
   admission: data.admission,
   lanes: data.lanes,
   manualClock: data.manualClock,
@@ -38,6 +41,6 @@ const store = new MemoryStore({
 });
 const api: BrokerWorkerApi = {
   ...brokerApi(store, owners, (port) => expose(api, endpoint(port))),
-  buffer: () => store.table.buffer,
+  index: () => store.index,
 };
 expose(api, endpoint(parentPort));

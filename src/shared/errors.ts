@@ -8,6 +8,7 @@ export type BrokerErrorCode =
   | 'ERR_FACTORY'
   | 'ERR_THREAD_GONE'
   | 'ERR_INVALID_MODULE'
+  | 'ERR_INVALID_STORE'
   | 'ERR_LISTEN';
 
 export class BrokerError extends Error {

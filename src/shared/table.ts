@@ -54,6 +54,7 @@ import {
   wordTag,
 } from './layout.js';
 import { parseSessionId } from './session-id.js';
+import type { EnterResult, IndexDescriptor, LookupResult, SessionIndex } from './session-index.js';
 import type { SessionRef } from './types.js';
 
 /** The shape and timing a table is created with. */
@@ -87,16 +88,6 @@ export interface TableViews {
   readonly rate: Float64Array;
 }
 
-/** What `enter` did: `entered`, or why not (the session is `gone`, or `limited` by its requests in flight). */
-export type EnterResult = 'entered' | 'gone' | 'limited';
-
-/** Why a lookup found no usable session. */
-export type LookupMiss = 'malformed' | 'unknown' | 'idle' | 'lifetime';
-
-export type LookupResult =
-  | { readonly ok: true; readonly ref: SessionRef }
-  | { readonly ok: false; readonly miss: LookupMiss };
-
 /** The shortest heartbeat period, ms: a timer that fires more often costs more than it tells. */
 const MIN_HEARTBEAT_MS = 10;
 
@@ -105,7 +96,8 @@ export function wallNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
-export class SessionTable {
+/** The shared-table session index: one SharedArrayBuffer read and written by every thread of a process. */
+export class SessionTable implements SessionIndex {
   readonly buffer: SharedArrayBuffer;
   readonly layout: Layout;
   readonly views: TableViews;
@@ -159,6 +151,10 @@ export class SessionTable {
    * Attaches to a table created elsewhere (another thread).
    * @param now optional clock override for this thread (ms since the table's epoch), for in-process tests.
    */
+  get descriptor(): IndexDescriptor {
+    return { kind: 'shared-table', buffer: this.buffer };
+  }
+
   constructor(buffer: SharedArrayBuffer, now?: () => number) {
     const probe = new Int32Array(buffer, CONFIG_F64 * 8 + HEADER_I64 * 8, HEADER_I32);
     if (probe[H_MAGIC] !== LAYOUT_MAGIC || probe[H_VERSION] !== LAYOUT_VERSION) {

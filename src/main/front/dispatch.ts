@@ -98,7 +98,7 @@ export class PoolDispatcher implements Dispatcher {
   private constructor(options: PoolDispatcherOptions) {
     this.#opts = options;
     const workerData: HandlerWorkerData = {
-      buffer: options.broker.table.buffer,
+      index: options.broker.index.descriptor,
       module: options.module,
       enableJsonResponse: options.enableJsonResponse,
       factoryTimeoutMs: options.factoryTimeoutMs,
@@ -158,7 +158,7 @@ export class PoolDispatcher implements Dispatcher {
     });
     if (options.stallTimeoutMs > 0) {
       // Checks as often as threads beat: a stall is acted on within one period of the timeout.
-      this.#watchdog = setInterval(() => this.#watch(), options.broker.table.heartbeatIntervalMs);
+      this.#watchdog = setInterval(() => this.#watch(), options.broker.index.heartbeatIntervalMs);
       this.#watchdog.unref();
     }
   }
@@ -184,7 +184,7 @@ export class PoolDispatcher implements Dispatcher {
   /** The watchdog: terminates every thread whose heartbeat is older than the stall timeout. */
   #watch(): void {
     if (this.#closing) return;
-    const table = this.#opts.broker.table;
+    const table = this.#opts.broker.index;
     for (const threadId of this.#live) {
       if (this.#stalled.has(threadId)) continue;
       const silentMs = table.heartbeatAge(threadId);
@@ -233,7 +233,7 @@ export class PoolDispatcher implements Dispatcher {
     // A new session goes to the thread with the fewest live sessions (transports
     // plus admissions on their way), among the threads that can answer now;
     // ties are broken round-robin.
-    const table = this.#opts.broker.table;
+    const table = this.#opts.broker.index;
     const stuck = table.unresponsiveThreads();
     if (stuck.size > 0 && usable.some((w) => !stuck.has(w.id))) usable = usable.filter((w) => !stuck.has(w.id));
     const start = this.#roundRobin++ % usable.length;
@@ -254,7 +254,7 @@ export class PoolDispatcher implements Dispatcher {
   async initialize(client: ClientIdentity, request: WireRequest): Promise<Routed> {
     // Busy when no thread could take it now: each is at its bound, or cannot
     // answer (its event loop is blocked; the session would wait for the watchdog).
-    const stuck = this.#opts.broker.table.unresponsiveThreads();
+    const stuck = this.#opts.broker.index.unresponsiveThreads();
     if (
       this.#live.size > 0 &&
       [...this.#live].every(

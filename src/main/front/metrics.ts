@@ -56,7 +56,7 @@ export function createMetrics(broker: SessionBroker, connections?: { counters():
     help: 'The session cap (maxSessions)',
     registers: [registry],
     collect() {
-      this.set(broker.table.capacity);
+      this.set(broker.index.capacity);
     },
   });
   new Gauge({

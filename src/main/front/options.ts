@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import {
   type AdmissionOptions,
   duration,
+  MEMORY_STORE_MODULE,
   positiveInteger,
   type ResolvedAdmissionOptions,
   resolveAdmissionOptions,
@@ -26,6 +27,13 @@ export interface SessionBrokerOptions extends AdmissionOptions {
    * @default the built-in example server (tools echo, add, sha)
    */
   module?: string | URL;
+  /**
+   * The admission store: a module (path or file URL) exporting
+   * `createStore(context)` (see `StoreFactory`). It runs where admission is
+   * decided (the broker worker, or this thread with `threads: 0`).
+   * @default the built-in memory store: strict, in this process's shared table
+   */
+  store?: string | URL;
   /** A factory function instead of a module; only with `threads: 0` (functions cannot cross threads). */
   factory?: ServerFactory;
   /**
@@ -140,6 +148,8 @@ export interface SessionBrokerOptions extends AdmissionOptions {
 export interface ResolvedSessionBrokerOptions {
   readonly admission: ResolvedAdmissionOptions;
   readonly module: string | undefined;
+  /** The store module's URL. */
+  readonly store: string;
   readonly factory: ServerFactory | undefined;
   readonly threads: number;
   readonly stallTimeoutMs: number;
@@ -199,16 +209,8 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
       throw new RangeError('options.factory needs threads: 0 (use options.module with handler threads)');
     if (options.module !== undefined) throw new TypeError('options.module and options.factory are mutually exclusive');
   }
-  let module: string | undefined;
-  if (options.module !== undefined) {
-    if (options.module instanceof URL) module = options.module.href;
-    else if (typeof options.module === 'string' && options.module.length > 0) {
-      module =
-        /^[a-z][a-z0-9+.-]*:/i.test(options.module) && !isAbsolute(options.module)
-          ? options.module
-          : pathToFileURL(resolve(options.module)).href;
-    } else throw new TypeError('options.module must be a path or a URL');
-  }
+  const module = moduleUrl('module', options.module);
+  const store = moduleUrl('store', options.store) ?? MEMORY_STORE_MODULE;
   const bool = (name: string, value: unknown, fallback: boolean): boolean => {
     if (value === undefined) return fallback;
     if (typeof value !== 'boolean') throw new TypeError(`options.${name} must be a boolean`);
@@ -304,6 +306,7 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
   return {
     admission,
     module,
+    store,
     factory: options.factory,
     threads,
     stallTimeoutMs,
@@ -446,4 +449,12 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
     maxConnections,
     maxConnectionsPerAddress,
   };
+}
+
+/** A module option (path or URL) as a URL string; relative paths resolve against the current directory. */
+function moduleUrl(name: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (value instanceof URL) return value.href;
+  if (typeof value !== 'string' || value.length === 0) throw new TypeError(`options.${name} must be a path or a URL`);
+  return /^[a-z][a-z0-9+.-]*:/i.test(value) && !isAbsolute(value) ? value : pathToFileURL(resolve(value)).href;
 }

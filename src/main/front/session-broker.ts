@@ -9,11 +9,10 @@ import { EventEmitter, once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import { type BrokerHandle, startBroker, startInProcessBroker } from '../../broker/index.js';
+import { type BrokerHandle, type SessionIndex, startBroker, startInProcessBroker } from '../../broker/index.js';
 import type { BrokerError } from '../../shared/errors.js';
 import { Answers, type HttpAnswer, refusalAnswer, sessionClosedError } from '../../shared/jsonrpc.js';
 import type { TaskResult, WireRequest } from '../../shared/messages.js';
-import type { SessionTable } from '../../shared/table.js';
 import type {
   BrokerStats,
   SessionClosedEvent,
@@ -99,18 +98,19 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     if (opts.threads === 0) {
       const factory = opts.factory ?? (await loadFactory(opts.module));
       let host: SessionHost | undefined;
-      const broker = startInProcessBroker({
+      const broker = await startInProcessBroker({
         admission: opts.admission,
         lanes,
         manualClock: opts.manualClock,
         // No handler threads, no watchdog: a stuck tool stalls this very thread.
         stallTimeoutMs: 0,
+        storeModule: opts.store,
         onEvent,
         closer: (_owner, ref, reason) => (host ? host.close(ref, reason) : Promise.resolve()),
       });
       host = new SessionHost({
         factory,
-        table: broker.table,
+        index: broker.index,
         broker: broker.api,
         threadId: 0,
         enableJsonResponse: opts.jsonResponse,
@@ -127,6 +127,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       lanes,
       manualClock: opts.manualClock,
       stallTimeoutMs: opts.stallTimeoutMs,
+      storeModule: opts.store,
       onEvent,
       onFailure: (error) => {
         if (!self) return;
@@ -177,8 +178,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   }
 
   /** The shared session table (read-only use: lookups, transport counts). */
-  get table(): SessionTable {
-    return this.#broker.table;
+  get index(): SessionIndex {
+    return this.#broker.index;
   }
 
   /** The handler threads' ids (`[0]` with `threads: 0`). */
@@ -188,7 +189,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
 
   /** SDK transports alive right now across all threads, as the threads report them. */
   transports(): number {
-    return this.#broker.table.transports();
+    return this.#broker.index.transports();
   }
 
   /**
@@ -221,9 +222,9 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
 
   /** The manual clock (only with `manualClock: true`): ms since the table's epoch, seen by every thread. */
   readonly clock = {
-    now: (): number => this.#broker.table.now(),
-    set: (ms: number): void => this.#broker.table.setManualNow(ms),
-    advance: (ms: number): void => this.#broker.table.setManualNow(this.#broker.table.now() + ms),
+    now: (): number => this.#broker.index.now(),
+    set: (ms: number): void => this.#broker.index.setManualNow(ms),
+    advance: (ms: number): void => this.#broker.index.setManualNow(this.#broker.index.now() + ms),
   };
 
   /** Runs the idle/lifetime sweep now (it also runs on its own timer). */
@@ -270,7 +271,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   async #route(req: IncomingMessage, res: ServerResponse, parsedBody: unknown): Promise<void> {
     const method = req.method ?? 'GET';
     if (method !== 'GET' && method !== 'POST' && method !== 'DELETE') return send(res, Answers.methodNotAllowed());
-    const table = this.#broker.table;
+    const table = this.#broker.index;
     const rawId = req.headers['mcp-session-id'];
     const sessionId = Array.isArray(rawId) ? rawId[0] : rawId;
     let ref: SessionRef | undefined;
@@ -343,13 +344,13 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     run: () => Promise<Routed>,
     id: string | number | null = null,
   ) {
-    const entered = this.#broker.table.enter(ref, this.#opts.maxInFlightPerSession);
+    const entered = this.#broker.index.enter(ref, this.#opts.maxInFlightPerSession);
     if (entered === 'gone') return send(res, Answers.sessionNotFound(id));
     if (entered === 'limited') {
       this.#counters.inFlightLimited++;
       return send(res, refusalAnswer({ reason: 'in_flight_limited', retryAfterMs: IN_FLIGHT_RETRY_MS }, id));
     }
-    res.once('close', () => this.#broker.table.leave(ref));
+    res.once('close', () => this.#broker.index.leave(ref));
     this.#trackInFlight(res);
     return this.#forward(res, run, id);
   }
@@ -380,8 +381,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     if (result.kind === 'head' && result.created) {
       // The new session holds its initialize request until the response ends.
       const created = { slot: result.created.slot, gen: result.created.gen };
-      if (res.closed) this.#broker.table.leave(created);
-      else res.once('close', () => this.#broker.table.leave(created));
+      if (res.closed) this.#broker.index.leave(created);
+      else res.once('close', () => this.#broker.index.leave(created));
     }
     if (res.closed) {
       // The client left before the answer: closing the port cancels the body at its source.

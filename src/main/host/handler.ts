@@ -2,14 +2,14 @@
  * A handler thread's entry (a piscina worker). It loads the user's server
  * factory, connects to the broker, and serves the tasks the listener routes to
  * it: new sessions (it becomes their owner) and requests of sessions it owns.
- * A timer stores its heartbeat in the shared table: it stops only when the
+ * A timer stores its heartbeat in the session index: it stops only when the
  * thread's event loop does (a tool in a synchronous loop), and then the
  * listener's watchdog replaces the thread.
  */
 
 import { MessageChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { expose, wrap } from 'comlink';
-import type { BrokerApi } from '../../broker/index.js';
+import { type BrokerApi, type IndexDescriptor, openIndex } from '../../broker/index.js';
 import { BrokerError } from '../../shared/errors.js';
 import { Answers } from '../../shared/jsonrpc.js';
 import {
@@ -21,7 +21,6 @@ import {
   type TaskResult,
 } from '../../shared/messages.js';
 import { endpoint } from '../../shared/rpc.js';
-import { SessionTable } from '../../shared/table.js';
 import { type EventStoreLimits, eventStoreFactory, ResumeBudget } from './event-store.js';
 import { loadFactory } from './factory.js';
 import { SessionHost } from './host.js';
@@ -29,7 +28,8 @@ import { deliver } from './send.js';
 
 /** What the listener passes to every handler thread. */
 export interface HandlerWorkerData {
-  readonly buffer: SharedArrayBuffer;
+  /** The process's session index. */
+  readonly index: IndexDescriptor;
   /** File URL of the factory module; undefined serves the built-in example. */
   readonly module: string | undefined;
   readonly enableJsonResponse: boolean;
@@ -45,14 +45,14 @@ if (!parentPort) throw new Error('the handler must run in a worker thread');
 const data = workerData as HandlerWorkerData;
 const toBroker = new MessageChannel();
 const fromBroker = new MessageChannel();
-const table = new SessionTable(data.buffer);
+const index = openIndex(data.index);
 let host: SessionHost | undefined;
 let loadError: string | undefined;
 try {
   const factory = await loadFactory(data.module);
   host = new SessionHost({
     factory,
-    table,
+    index,
     broker: wrap<BrokerApi>(endpoint(toBroker.port1)),
     threadId,
     enableJsonResponse: data.enableJsonResponse,
@@ -70,9 +70,9 @@ try {
   expose(control, endpoint(fromBroker.port1));
   // The host claimed this thread's lane. Beat now, then from a timer: async
   // work keeps the loop turning (and the beat going); only a blocked loop stops it.
-  const lane = table.laneOf(threadId);
-  table.beat(lane);
-  setInterval(() => table.beat(lane), table.heartbeatIntervalMs).unref();
+  const lane = host.lane;
+  index.beat(lane);
+  setInterval(() => index.beat(lane), index.heartbeatIntervalMs).unref();
 } catch (error) {
   loadError = error instanceof BrokerError ? error.message : String(error);
 }

@@ -16,10 +16,10 @@ import {
   type JSONRPCMessage,
   type RequestId,
 } from '@modelcontextprotocol/sdk/types.js';
+import type { SessionIndex } from '../../broker/index.js';
 import { BrokerError } from '../../shared/errors.js';
 import { Answers, type JsonRpcId, sessionClosedError } from '../../shared/jsonrpc.js';
 import type { TaskResult, WireRequest } from '../../shared/messages.js';
-import type { SessionTable } from '../../shared/table.js';
 import type { AdmitRequest, CloseReason, Decision, SessionRef } from '../../shared/types.js';
 import { restoreAuth } from './auth.js';
 import type { ResumptionStore } from './event-store.js';
@@ -46,7 +46,7 @@ export interface HostBroker {
 
 export interface HostOptions {
   readonly factory: ServerFactory;
-  readonly table: SessionTable;
+  readonly index: SessionIndex;
   readonly broker: HostBroker;
   readonly threadId: number;
   readonly enableJsonResponse: boolean;
@@ -134,9 +134,14 @@ export class SessionHost {
   /** Sessions admitted but still being built, by slot; a close request waits for the build. */
   readonly #building = new Map<number, { gen: number; reason: CloseReason | undefined; settled: Promise<void> }>();
 
+  /** The lane this host's thread holds in the index (its transport count and heartbeat). */
+  get lane(): number {
+    return this.#lane;
+  }
+
   constructor(options: HostOptions) {
     this.#opts = options;
-    this.#lane = options.table.claimLane(options.threadId);
+    this.#lane = options.index.claimLane(options.threadId);
   }
 
   // ---- requests ------------------------------------------------------------
@@ -154,7 +159,7 @@ export class SessionHost {
     });
     if (!decision.ok) return { result: { kind: 'refused', refused: decision }, body: null };
     const ref: SessionRef = { slot: decision.slot, gen: decision.gen };
-    if (this.#tombstones.get(ref.slot) === ref.gen || !this.#opts.table.isLive(ref)) {
+    if (this.#tombstones.get(ref.slot) === ref.gen || !this.#opts.index.isLive(ref)) {
       // Closed before it was built (the broker frees the slot on its own).
       this.#tombstones.delete(ref.slot);
       return answer(Answers.sessionClosed('error', requestIdOf(request.body)));
@@ -170,12 +175,12 @@ export class SessionHost {
     this.#building.set(ref.slot, building);
     // Counted before the transport exists and uncounted after it is closed, so
     // the sum over threads never exceeds what the broker admitted.
-    this.#opts.table.addTransports(this.#lane, 1);
+    this.#opts.index.addTransports(this.#lane, 1);
     let session: Session;
     try {
       session = await this.#create(decision.id, ref, clientKey);
     } catch (error) {
-      this.#opts.table.addTransports(this.#lane, -1);
+      this.#opts.index.addTransports(this.#lane, -1);
       this.#building.delete(ref.slot);
       // Report (with the refund) before a pending close request is answered.
       await this.#opts.broker.closed(ref, 'error', { refund: true });
@@ -411,7 +416,7 @@ export class SessionHost {
     if (this.#sessions.get(session.id) !== session) return;
     this.#sessions.delete(session.id);
     this.#bySlot.delete(session.ref.slot);
-    this.#opts.table.addTransports(this.#lane, -1);
+    this.#opts.index.addTransports(this.#lane, -1);
     // Its events can never be replayed now: give their bytes back to the budget.
     session.eventStore?.dispose();
     const initiatedHere = !session.reason || session.reason === 'deleted';

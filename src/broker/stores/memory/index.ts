@@ -39,6 +39,7 @@ import {
   wordState,
 } from '../../../shared/layout.js';
 import { formatSessionId } from '../../../shared/session-id.js';
+import type { IndexDescriptor } from '../../../shared/session-index.js';
 import { SessionTable } from '../../../shared/table.js';
 import {
   type AdmitRequest,
@@ -53,7 +54,7 @@ import {
   type SessionRef,
 } from '../../../shared/types.js';
 import { type ResolvedAdmissionOptions, unresponsiveAfterMs } from '../../options.js';
-import type { SessionCloser, SessionEventListener, SessionStore } from '../../store.js';
+import type { SessionCloser, SessionEventListener, SessionStore, StoreFactory } from '../../store.js';
 import { RateWindow } from './rate-window.js';
 
 export interface MemoryStoreOptions {
@@ -123,6 +124,10 @@ const MAX_RETRY_MS = 60_000;
 
 export class MemoryStore implements SessionStore {
   readonly table: SessionTable;
+
+  get index(): IndexDescriptor {
+    return this.table.descriptor;
+  }
   readonly #opts: ResolvedAdmissionOptions;
   readonly #closer: SessionCloser;
   readonly #onEvent: SessionEventListener | undefined;
@@ -825,3 +830,15 @@ export class MemoryStore implements SessionStore {
     });
   }
 }
+
+/** The store module's factory (the default store): the strict in-memory store over a shared table. */
+export const createStore: StoreFactory = (context) =>
+  new MemoryStore({
+    admission: context.admission,
+    lanes: context.lanes,
+    manualClock: context.manualClock,
+    stallTimeoutMs: context.stallTimeoutMs,
+    closer: context.closer,
+    onEvent: context.onEvent,
+    ...(context.now ? { now: context.now } : {}),
+  });
