@@ -3,7 +3,7 @@
  * refusals and request faults to HTTP answers. Every error body the broker
  * sends is a JSON-RPC error object (`id` null unless the request's id is known).
  */
-import type { CloseReason, FrontRefusal, Refused } from './types.js';
+import { type CloseReason, type FrontRefusal, MIN_RETRY_AFTER_MS, type Refused } from './types.js';
 
 export type JsonRpcId = string | number | null;
 
@@ -47,7 +47,7 @@ export function errorAnswer(
 
 /** Seconds for a `Retry-After` header: rounded up, at least 1. */
 export function retryAfterSeconds(ms: number): number {
-  return Math.max(1, Math.ceil(ms / 1000));
+  return Math.ceil(Math.max(MIN_RETRY_AFTER_MS, ms) / 1000);
 }
 
 /**

@@ -32,6 +32,12 @@ export interface FrontRefusal {
 }
 
 /** What happens to the oldest or idlest session when the cap is reached. */
+/**
+ * The shortest `Retry-After` any refusal carries, ms: HTTP counts it in whole
+ * seconds, and a client told "0" would retry at once.
+ */
+export const MIN_RETRY_AFTER_MS = 1_000;
+
 export const EVICTION_POLICIES = ['oldest', 'idlest', 'none'] as const;
 export type EvictionPolicy = (typeof EVICTION_POLICIES)[number];
 

@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { refusalAnswer } from '../../shared/jsonrpc.js';
+import { MIN_RETRY_AFTER_MS } from '../../shared/types.js';
 import { ClientKeys } from './clients.js';
 import { send } from './session-broker.js';
 
@@ -27,7 +28,7 @@ export const DEFAULT_MAX_CONNECTIONS = 10_000;
 /** Descriptors kept out of the default bound for everything else a process opens (threads' event loops, files, stdio). */
 export const FILE_DESCRIPTOR_RESERVE = 128;
 /** `Retry-After` of a refused connection or request. */
-const RETRY_AFTER_MS = 1_000;
+const RETRY_AFTER_MS = MIN_RETRY_AFTER_MS;
 /** How long a refused connection may stay open waiting for its first request before it is destroyed. */
 const REFUSED_LINGER_MS = 2_000;
 /** Refused connections waiting for their first request at once; past this, refused connections are destroyed unanswered. */

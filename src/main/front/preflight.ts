@@ -3,6 +3,8 @@
  * listener thread before any session is touched, any rate token spent or
  * anything evicted. Pure functions over the request's method, headers and body.
  */
+
+import { MAX_BATCH_SIZE } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import {
   isInitializeRequest,
   isJSONRPCRequest,
@@ -11,8 +13,8 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { Answers, type HttpAnswer, type JsonRpcId } from '../../shared/jsonrpc.js';
 
-/** The SDK's limit on messages in one batch. */
-export const MAX_BATCH_SIZE = 100;
+/** The SDK's limit on messages in one batch (its own constant). */
+export { MAX_BATCH_SIZE };
 
 /**
  * Deepest nesting of arrays and objects accepted in a POST body (the message

@@ -13,12 +13,13 @@ import { type BrokerHandle, type SessionIndex, startBroker, startInProcessBroker
 import type { BrokerError } from '../../shared/errors.js';
 import { Answers, type HttpAnswer, refusalAnswer, sessionClosedError } from '../../shared/jsonrpc.js';
 import type { TaskResult, WireRequest } from '../../shared/messages.js';
-import type {
-  BrokerStats,
-  SessionClosedEvent,
-  SessionCreatedEvent,
-  SessionEvent,
-  SessionRef,
+import {
+  type BrokerStats,
+  MIN_RETRY_AFTER_MS,
+  type SessionClosedEvent,
+  type SessionCreatedEvent,
+  type SessionEvent,
+  type SessionRef,
 } from '../../shared/types.js';
 import { eventStoreFactory, loadFactory, ResumeBudget, SessionHost } from '../host/index.js';
 import { type Authenticate, bearerAuth, cloneableAuth } from './auth.js';
@@ -34,8 +35,6 @@ import { checkOrigin } from './origin.js';
 import { checkGetHeaders, checkPostBody, checkPostHeaders, checkPostMessage } from './preflight.js';
 import { pipePortToResponse } from './receive.js';
 
-/** `Retry-After` for a request refused because its session is at `maxInFlightPerSession`. */
-const IN_FLIGHT_RETRY_MS = 1_000;
 type TaskHeaders = Extract<TaskResult, { kind: 'head' }>['headers'];
 
 /** How long shutdown waits at least for ended streams to flush before destroying what is left. */
@@ -46,6 +45,22 @@ export interface SessionBrokerEvents {
   closed: [SessionClosedEvent];
   /** A fatal fault (the broker worker died): the broker answers 503 from then on. */
   error: [BrokerError];
+}
+
+/**
+ * Lanes in the index (per-thread counts and heartbeats): each handler thread
+ * holds one, and as many again are free for replacements of threads that died
+ * while their own lanes are still being reclaimed; the main thread alone needs one.
+ */
+function lanesFor(threads: number): number {
+  return threads === 0 ? 1 : threads * 2 + 2;
+}
+
+/** The session a request names, as the index found it. */
+interface Named {
+  readonly id: string;
+  readonly ref: SessionRef;
+  readonly binding: readonly [number, number] | undefined;
 }
 
 /** Requests refused or lost by the listener itself (not by the broker), for metrics. */
@@ -92,7 +107,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       if (event.type === 'created') self?.emit('created', event);
       else self?.emit('closed', event);
     };
-    const lanes = opts.threads === 0 ? 1 : opts.threads * 2 + 2;
+    const lanes = lanesFor(opts.threads);
     // One slot per lane: a replacement thread claims its own while a dead one's is reclaimed.
     const budget = opts.eventStore ? ResumeBudget.create(opts.eventStore.maxTotalBytes, lanes) : undefined;
     if (opts.threads === 0) {
@@ -268,41 +283,53 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     }
   }
 
+  /** Finds the session a request names (404 when it names one that does not exist), then hands it to its method. */
   async #route(req: IncomingMessage, res: ServerResponse, parsedBody: unknown): Promise<void> {
     const method = req.method ?? 'GET';
     if (method !== 'GET' && method !== 'POST' && method !== 'DELETE') return send(res, Answers.methodNotAllowed());
-    const table = this.#broker.index;
     const rawId = req.headers['mcp-session-id'];
     const sessionId = Array.isArray(rawId) ? rawId[0] : rawId;
-    let ref: SessionRef | undefined;
     const binding = this.#clients.bindingOf(req);
+    let named: Named | undefined;
     if (sessionId !== undefined) {
-      const found = table.lookup(sessionId, binding);
+      const found = this.#broker.index.lookup(sessionId, binding);
       if (!found.ok) return send(res, Answers.sessionNotFound());
-      ref = found.ref;
+      named = { id: sessionId, ref: found.ref, binding };
     }
-    if (method === 'GET') {
-      const bad = checkGetHeaders(req.headers);
-      if (bad) return send(res, bad);
-      if (!sessionId || !ref) return send(res, Answers.missingSessionId());
-      // The standalone GET stream is activity, never "in flight": touch, don't enter.
-      table.touch(ref);
-      const request = wire(req);
-      if (!request) return send(res, Answers.badRequest('invalid Host header or URL'));
-      return this.#forward(res, () => this.#dispatcher.session(sessionId, ref, table.owner(ref), request));
-    }
-    if (method === 'DELETE') {
-      if (!sessionId || !ref) return send(res, Answers.missingSessionId());
-      const request = wire(req);
-      if (!request) return send(res, Answers.badRequest('invalid Host header or URL'));
-      return this.#enterAndForward(res, ref, () => this.#dispatcher.session(sessionId, ref, table.owner(ref), request));
-    }
-    // POST
+    if (method === 'GET') return this.#get(req, res, named);
+    if (method === 'DELETE') return this.#delete(req, res, named);
+    return this.#post(req, res, named, parsedBody);
+  }
+
+  /** The standalone SSE stream (or a resumption): activity, never "in flight". */
+  #get(req: IncomingMessage, res: ServerResponse, named: Named | undefined): void | Promise<void> {
+    const bad = checkGetHeaders(req.headers);
+    if (bad) return send(res, bad);
+    if (!named) return send(res, Answers.missingSessionId());
+    const index = this.#broker.index;
+    index.touch(named.ref);
+    const request = wire(req);
+    if (!request) return send(res, Answers.badRequest('invalid Host header or URL'));
+    return this.#forward(res, () => this.#dispatcher.session(named.id, named.ref, index.owner(named.ref), request));
+  }
+
+  /** The client ends its session: in flight like a POST, so it never overtakes one. */
+  #delete(req: IncomingMessage, res: ServerResponse, named: Named | undefined): void | Promise<void> {
+    if (!named) return send(res, Answers.missingSessionId());
+    const request = wire(req);
+    if (!request) return send(res, Answers.badRequest('invalid Host header or URL'));
+    return this.#enterAndForward(res, named.ref, () =>
+      this.#dispatcher.session(named.id, named.ref, this.#broker.index.owner(named.ref), request),
+    );
+  }
+
+  /** A message: an initialize (a new session) or a request of a named session. */
+  async #post(req: IncomingMessage, res: ServerResponse, named: Named | undefined, parsedBody: unknown): Promise<void> {
     const badHeaders = checkPostHeaders(req.headers);
     if (badHeaders) return send(res, badHeaders);
     let check: ReturnType<typeof checkPostBody>;
     if (parsedBody !== undefined) {
-      check = checkPostMessage(parsedBody, ref !== undefined, req.headers);
+      check = checkPostMessage(parsedBody, named !== undefined, req.headers);
     } else {
       const body = await readBody(req, this.#opts.maxBodyBytes);
       if (body === TOO_LARGE) {
@@ -315,7 +342,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         if (!res.headersSent) res.destroy();
         return;
       }
-      check = checkPostBody(body, ref !== undefined, req.headers);
+      check = checkPostBody(body, named !== undefined, req.headers);
     }
     if (!check.ok) return send(res, check.answer);
     const request = wire(req, check.body);
@@ -325,14 +352,15 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       this.#trackInFlight(res);
       return this.#forward(res, () => this.#dispatcher.initialize(client, request), check.id);
     }
-    if (!sessionId || !ref) return send(res, Answers.missingSessionId(check.id));
+    if (!named) return send(res, Answers.missingSessionId(check.id));
     // Reading the body took time: the session may have expired or closed meanwhile.
-    const still = table.lookup(sessionId, binding);
+    const index = this.#broker.index;
+    const still = index.lookup(named.id, named.binding);
     if (!still.ok) return send(res, Answers.sessionNotFound(check.id));
     return this.#enterAndForward(
       res,
       still.ref,
-      () => this.#dispatcher.session(sessionId, still.ref, table.owner(still.ref), request),
+      () => this.#dispatcher.session(named.id, still.ref, index.owner(still.ref), request),
       check.id,
     );
   }
@@ -348,7 +376,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     if (entered === 'gone') return send(res, Answers.sessionNotFound(id));
     if (entered === 'limited') {
       this.#counters.inFlightLimited++;
-      return send(res, refusalAnswer({ reason: 'in_flight_limited', retryAfterMs: IN_FLIGHT_RETRY_MS }, id));
+      return send(res, refusalAnswer({ reason: 'in_flight_limited', retryAfterMs: MIN_RETRY_AFTER_MS }, id));
     }
     res.once('close', () => this.#broker.index.leave(ref));
     this.#trackInFlight(res);
@@ -375,7 +403,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     }
     if ('busy' in routed) {
       this.#counters.queueFull++;
-      return send(res, refusalAnswer({ reason: 'queue_full', retryAfterMs: 1000 }, id));
+      return send(res, refusalAnswer({ reason: 'queue_full', retryAfterMs: MIN_RETRY_AFTER_MS }, id));
     }
     const { result, port } = routed;
     if (result.kind === 'head' && result.created) {

@@ -20,7 +20,7 @@ import type { SessionIndex } from '../../broker/index.js';
 import { BrokerError } from '../../shared/errors.js';
 import { Answers, type JsonRpcId, sessionClosedError } from '../../shared/jsonrpc.js';
 import type { TaskResult, WireRequest } from '../../shared/messages.js';
-import type { AdmitRequest, CloseReason, Decision, SessionRef } from '../../shared/types.js';
+import type { AdmitRequest, Admitted, CloseReason, Decision, SessionRef } from '../../shared/types.js';
 import { restoreAuth } from './auth.js';
 import type { ResumptionStore } from './event-store.js';
 import { StreamGate } from './send.js';
@@ -146,23 +146,38 @@ export class SessionHost {
 
   // ---- requests ------------------------------------------------------------
 
-  /** Admits and creates a session for a preflighted initialize, then answers it. */
+  /** Admits and creates a session for a preflighted initialize, then answers it: admit, build, answer. */
   async initialize(
     clientKey: string,
     binding: readonly [number, number] | undefined,
     request: WireRequest,
   ): Promise<Dispatched> {
+    const requestId = requestIdOf(request.body);
     const decision = await this.#opts.broker.admit({
       clientKey,
       owner: this.#opts.threadId,
       ...(binding ? { binding } : {}),
     });
     if (!decision.ok) return { result: { kind: 'refused', refused: decision }, body: null };
+    const built = await this.#build(decision, clientKey);
+    if (!('session' in built)) return answer(built.refusal(requestId));
+    return this.#answerInitialize(built.session, decision, request);
+  }
+
+  /**
+   * Builds an admitted session: runs the factory and connects a transport. A
+   * close the broker asks for meanwhile is applied as soon as it exists; a
+   * failed build is reported with the refund.
+   */
+  async #build(
+    decision: Admitted,
+    clientKey: string,
+  ): Promise<{ session: Session } | { refusal: (id: JsonRpcId) => ReturnType<typeof Answers.internal> }> {
     const ref: SessionRef = { slot: decision.slot, gen: decision.gen };
     if (this.#tombstones.get(ref.slot) === ref.gen || !this.#opts.index.isLive(ref)) {
       // Closed before it was built (the broker frees the slot on its own).
       this.#tombstones.delete(ref.slot);
-      return answer(Answers.sessionClosed('error', requestIdOf(request.body)));
+      return { refusal: (id) => Answers.sessionClosed('error', id) };
     }
     let settle!: () => void;
     const building = {
@@ -186,16 +201,22 @@ export class SessionHost {
       await this.#opts.broker.closed(ref, 'error', { refund: true });
       settle();
       this.#opts.onError?.(error);
-      return answer(Answers.internal('the server factory failed', requestIdOf(request.body)));
+      return { refusal: (id) => Answers.internal('the server factory failed', id) };
     }
     this.#building.delete(ref.slot);
-    if (building.reason) {
+    const closedMeanwhile = building.reason;
+    if (closedMeanwhile) {
       // The broker asked for this session's close while it was being built.
-      await this.#close(session, building.reason);
+      await this.#close(session, closedMeanwhile);
       settle();
-      return answer(Answers.sessionClosed(building.reason, requestIdOf(request.body)));
+      return { refusal: (id) => Answers.sessionClosed(closedMeanwhile, id) };
     }
     settle();
+    return { session };
+  }
+
+  /** Hands the initialize to the new session's transport; a session the SDK did not accept is closed at once. */
+  async #answerInitialize(session: Session, decision: Admitted, request: WireRequest): Promise<Dispatched> {
     let dispatched: Dispatched;
     try {
       dispatched = await this.#handle(session, request);
@@ -208,13 +229,10 @@ export class SessionHost {
       // for a notification): the client has no session id, so no session exists.
       session.reason = 'error';
       await this.#close(session, 'error');
-      await this.#opts.broker.closed(ref, 'error', { refund: true });
+      await this.#opts.broker.closed(session.ref, 'error', { refund: true });
       return dispatched;
     }
-    if (dispatched.result.kind === 'head') {
-      return { ...dispatched, result: { ...dispatched.result, created: { ...ref, id: decision.id } } };
-    }
-    return dispatched;
+    return { ...dispatched, result: { ...dispatched.result, created: { ...session.ref, id: decision.id } } };
   }
 
   /** Hands a request to the session it names (the listener already validated the id). */

@@ -47,6 +47,7 @@ import {
   CLOSE_REASONS,
   type CloseReason,
   type Decision,
+  MIN_RETRY_AFTER_MS,
   REJECT_REASONS,
   type Refused,
   type RejectReason,
@@ -119,6 +120,11 @@ interface ClientEntry {
   readonly rate: RateWindow | undefined;
 }
 
+/**
+ * Client-table entries beyond `maxSessions`: every client holding a session
+ * keeps its entry, and this many more remember recent clients' rate history.
+ */
+const CLIENT_TABLE_SLACK = 64;
 const NO_DEADLINE_RETRY_MS = 5_000;
 const MAX_RETRY_MS = 60_000;
 
@@ -177,7 +183,7 @@ export class MemoryStore implements SessionStore {
     this.#meta = new Array(a.maxSessions);
     // Every client holding a session keeps its entry: there are at most
     // maxSessions of those, plus room for clients that currently hold none.
-    this.#clientLimit = a.maxSessions + 64;
+    this.#clientLimit = a.maxSessions + CLIENT_TABLE_SLACK;
     this.#clientPrev = new Int32Array(a.perClient ? a.maxSessions : 0).fill(-1);
     this.#clientNext = new Int32Array(a.perClient ? a.maxSessions : 0).fill(-1);
     const timeouts = [a.idleTimeoutMs, a.maxLifetimeMs].filter((ms) => ms > 0);
@@ -191,7 +197,8 @@ export class MemoryStore implements SessionStore {
   // ---- admission -----------------------------------------------------------
 
   admit(request: AdmitRequest): Promise<Decision> {
-    if (this.#shuttingDown || this.#deadOwners.has(request.owner)) return Promise.resolve(this.#refuse('full', 1000));
+    if (this.#shuttingDown || this.#deadOwners.has(request.owner))
+      return Promise.resolve(this.#refuse('full', MIN_RETRY_AFTER_MS));
     const now = this.table.now();
     const perClient = this.#opts.perClient;
     const client = perClient ? this.#peekClient(request.clientKey) : undefined;
@@ -287,7 +294,7 @@ export class MemoryStore implements SessionStore {
         // The evicted session's owner never confirmed: give up, give the tokens back.
         this.#unqueue(waiter);
         this.#release(waiter);
-        resolve(this.#refuse('full', 1000));
+        resolve(this.#refuse('full', MIN_RETRY_AFTER_MS));
       }, this.#opts.closeTimeoutMs);
       timer.unref();
       const waiter: Waiter = { request, rateToken, client: entry, clientToken, victim, timer, resolve };
@@ -334,7 +341,7 @@ export class MemoryStore implements SessionStore {
         if (waiter.rateToken === 0) {
           this.#release(waiter);
           const check = this.#rate.check(now);
-          waiter.resolve(this.#refuse('rate_limited', check.ok ? 1000 : check.retryAfterMs));
+          waiter.resolve(this.#refuse('rate_limited', check.ok ? MIN_RETRY_AFTER_MS : check.retryAfterMs));
           continue;
         }
       }
@@ -343,7 +350,7 @@ export class MemoryStore implements SessionStore {
         if (waiter.clientToken === 0) {
           this.#release(waiter);
           const check = waiter.client.rate.check(now);
-          waiter.resolve(this.#refuse('client_rate_limited', check.ok ? 1000 : check.retryAfterMs));
+          waiter.resolve(this.#refuse('client_rate_limited', check.ok ? MIN_RETRY_AFTER_MS : check.retryAfterMs));
           continue;
         }
       }
@@ -367,7 +374,7 @@ export class MemoryStore implements SessionStore {
 
   #refuse(reason: RejectReason, retryAfterMs: number): Refused {
     Atomics.add(this.table.views.header64, B_REJECTED_TOTAL + REJECT_REASONS.indexOf(reason), 1n);
-    return { ok: false, reason, retryAfterMs: Math.max(1000, Math.ceil(retryAfterMs)) };
+    return { ok: false, reason, retryAfterMs: Math.max(MIN_RETRY_AFTER_MS, Math.ceil(retryAfterMs)) };
   }
 
   /**
@@ -554,7 +561,7 @@ export class MemoryStore implements SessionStore {
         if (stallMs > 0) soonest = Math.min(soonest, stallMs - silent);
         continue;
       }
-      if (wordState(word) === ST_CLOSING) return 1000;
+      if (wordState(word) === ST_CLOSING) return MIN_RETRY_AFTER_MS;
       if (wordState(word) !== ST_LIVE) continue;
       const tbase = slot * SLOT_I64;
       if (maxLifetimeMs > 0)
@@ -566,7 +573,7 @@ export class MemoryStore implements SessionStore {
       }
     }
     if (!Number.isFinite(soonest)) return NO_DEADLINE_RETRY_MS;
-    return Math.min(MAX_RETRY_MS, Math.max(1000, soonest));
+    return Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_AFTER_MS, soonest));
   }
 
   // ---- closing ---------------------------------------------------------------
@@ -633,7 +640,7 @@ export class MemoryStore implements SessionStore {
       if (waiter.request.owner !== owner) continue;
       this.#unqueue(waiter);
       this.#release(waiter);
-      waiter.resolve(this.#refuse('full', 1000));
+      waiter.resolve(this.#refuse('full', MIN_RETRY_AFTER_MS));
     }
     const { words } = this.table.views;
     for (let slot = 0; slot < this.table.capacity; slot++) {
@@ -806,7 +813,7 @@ export class MemoryStore implements SessionStore {
     for (const waiter of [...this.#waiters, ...this.#bound.values()]) {
       this.#unqueue(waiter);
       this.#release(waiter);
-      waiter.resolve(this.#refuse('full', 1000));
+      waiter.resolve(this.#refuse('full', MIN_RETRY_AFTER_MS));
     }
     const now = this.table.now();
     const { words, header } = this.table.views;
