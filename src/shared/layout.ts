@@ -19,7 +19,7 @@
  *  +--------------------------------------------------------------------------+
  *  | SLOT WORDS  Int32 x SLOT_I32 per slot:                                    |
  *  |   STATE  [ 31: 0 | 30..23: gen tag | 22..20: state | 19..0: in-flight ]  |
- *  |   GEN, RAND0..3 (the id's secret), OWNER, CLIENT_HASH0..1 (reserved),    |
+ *  |   GEN, RAND0..3 (the id's secret), OWNER, CLIENT_HASH0..1 (binding),     |
  *  |   PREV, NEXT (FIFO list / free list), REASON                             |
  *  +--------------------------------------------------------------------------+
  *  | LANES    Int32 x LANE_I32 per handler thread: threadId + 1, transports   |
@@ -86,7 +86,7 @@ export const B_MANUAL_NOW = 0;
 export const B_CREATED_TOTAL = 1;
 /** Six counters, one per close reason in CLOSE_REASONS order. */
 export const B_CLOSED_TOTAL = 2;
-/** Two counters, one per reject reason in REJECT_REASONS order. */
+/** One counter per reject reason, in REJECT_REASONS order (four; room for eight). */
 export const B_REJECTED_TOTAL = 8;
 export const HEADER_I64 = 16;
 
@@ -131,7 +131,11 @@ export const S_GEN = 1;
 export const S_RAND = 2;
 /** threadId of the thread that owns the transport (0: the main thread). */
 export const S_OWNER = 6;
-/** Reserved for a 64-bit hash of the client key / principal (session binding). */
+/**
+ * Two words: the session's binding, a 64-bit keyed hash of the authenticated
+ * principal that created it, or 0, 0 when it is not bound. `lookup` accepts the
+ * id only from a request carrying the same binding.
+ */
 export const S_CLIENT_HASH = 7;
 /** Previous slot in creation order (broker only), or -1. */
 export const S_PREV = 9;
