@@ -11,7 +11,6 @@
  */
 import { MemoryStore, resolveAdmissionOptions } from '../dist/broker/index.js';
 import { RateWindow } from '../dist/broker/stores/memory/rate-window.js';
-import { HEADER_I32 } from '../dist/shared/layout.js';
 import { cell, fmt, QUICK, REPS, runBenchmark, summary } from './lib/common.js';
 import { consume, nsPerOp } from './lib/micro.js';
 import { startLoad, startServer } from './lib/procs.js';
@@ -72,8 +71,7 @@ await runBenchmark('rate-window', async () => {
   const results = { decision: [], refused: [], admitNoRate: [], admitRate: [], admitAdded: [] };
   for (let rep = 0; rep < REPS; rep++) {
     const ring = new Float64Array(RATE.max);
-    const header = new Int32Array(HEADER_I32);
-    const window = new RateWindow(ring, header, RATE.windowMs);
+    const window = new RateWindow(ring, RATE.windowMs);
     let now = 0;
     results.decision.push(
       nsPerOp(
@@ -88,7 +86,7 @@ await runBenchmark('rate-window', async () => {
         { iterations: DECISIONS },
       ).median,
     );
-    const full = new RateWindow(new Float64Array(RATE.max), new Int32Array(HEADER_I32), RATE.windowMs);
+    const full = new RateWindow(new Float64Array(RATE.max), RATE.windowMs);
     for (let i = 0; i < RATE.max; i++) full.spend(i);
     results.refused.push(
       nsPerOp(

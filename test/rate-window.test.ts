@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { RateWindow } from '../dist/broker/stores/memory/rate-window.js';
 
 function windowOf(max: number, windowMs: number) {
-  return new RateWindow(new Float64Array(max), new Int32Array(16), windowMs);
+  return new RateWindow(new Float64Array(max), windowMs);
 }
 
 describe('the sliding rate window', () => {

@@ -13,7 +13,7 @@
  *  |                                         rejected counters (Atomics)     |
  *  +--------------------------------------------------------------------------+
  *  | HEADER   Int32 x HEADER_I32        capacity, occupancy, FIFO head/tail, |
- *  |                                     rate ring head/count (Atomics)      |
+ *  |                                     free list head (Atomics)            |
  *  +--------------------------------------------------------------------------+
  *  | SLOT TIMES  BigInt64 x SLOT_I64 per slot: createdAt, lastSeen, busySince |
  *  +--------------------------------------------------------------------------+
@@ -108,11 +108,7 @@ export const H_FIFO_TAIL = 9;
 export const H_FIFO_LENGTH = 10;
 /** First free slot (free slots are chained through NEXT), or -1. */
 export const H_FREE_HEAD = 11;
-/** Index of the oldest creation in the rate ring. */
-export const H_RATE_HEAD = 12;
-/** Creations recorded in the rate ring (at most rate.max). */
-export const H_RATE_COUNT = 13;
-export const H_WAITING = 14;
+// Words 12..15 are unused.
 export const HEADER_I32 = 16;
 
 // ---- SLOT TIMES (BigInt64 per slot, Atomics) ---------------------------------

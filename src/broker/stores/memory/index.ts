@@ -17,7 +17,6 @@ import {
   H_FREE_HEAD,
   H_LIVE,
   H_OCCUPIED,
-  H_WAITING,
   S_CLIENT_HASH,
   S_GEN,
   S_NEXT,
@@ -179,7 +178,7 @@ export class MemoryStore implements SessionStore {
       unresponsiveMs: options.unresponsiveMs ?? unresponsiveAfterMs(options.stallTimeoutMs ?? 0),
     });
     this.table = options.now ? new SessionTable(table.buffer, options.now) : table;
-    this.#rate = a.rate ? new RateWindow(this.table.views.rate, this.table.views.header, a.rate.windowMs) : undefined;
+    this.#rate = a.rate ? new RateWindow(this.table.views.rate, a.rate.windowMs) : undefined;
     this.#meta = new Array(a.maxSessions);
     // Every client holding a session keeps its entry: there are at most
     // maxSessions of those, plus room for clients that currently hold none.
@@ -300,7 +299,6 @@ export class MemoryStore implements SessionStore {
       const waiter: Waiter = { request, rateToken, client: entry, clientToken, victim, timer, resolve };
       if (victim >= 0) this.#bound.set(victim, waiter);
       else this.#waiters.push(waiter);
-      this.#publishWaiting();
     });
   }
 
@@ -312,7 +310,6 @@ export class MemoryStore implements SessionStore {
       if (i >= 0) this.#waiters.splice(i, 1);
     }
     clearTimeout(waiter.timer);
-    this.#publishWaiting();
   }
 
   /** A waiter that will not be admitted: its tokens and its client reservation go back. */
@@ -322,10 +319,6 @@ export class MemoryStore implements SessionStore {
       if (waiter.clientToken) waiter.client.rate?.refund(waiter.clientToken);
       this.#clientDone(waiter.client);
     }
-  }
-
-  #publishWaiting(): void {
-    Atomics.store(this.table.views.header, H_WAITING, this.#waiters.length + this.#bound.size);
   }
 
   /** Grants a freed slot to the admission waiting for it (bound to it, else the oldest unbound). */
@@ -707,7 +700,7 @@ export class MemoryStore implements SessionStore {
         count: 0,
         head: -1,
         tail: -1,
-        rate: rate ? new RateWindow(new Float64Array(rate.max), undefined, rate.windowMs) : undefined,
+        rate: rate ? new RateWindow(new Float64Array(rate.max), rate.windowMs) : undefined,
       };
     }
     this.#clients.set(key, entry);

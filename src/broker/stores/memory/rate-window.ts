@@ -5,27 +5,22 @@
  * O(1): the window is full only when the ring is full and its oldest entry is
  * still inside the window. Only the broker thread touches it.
  */
-import { H_RATE_COUNT, H_RATE_HEAD } from '../../../shared/layout.js';
-
 export type RateCheck = { readonly ok: true } | { readonly ok: false; readonly retryAfterMs: number };
 
 export class RateWindow {
   readonly max: number;
   readonly windowMs: number;
   readonly #ring: Float64Array;
-  readonly #header: Int32Array | undefined;
   /** Token (sequence number) of each ring entry, for refunds. Broker-local. */
   readonly #tokens: Float64Array;
   #head = 0;
   #count = 0;
   #nextToken = 1;
 
-  /** `header` receives the ring's head and count for readers of the shared buffer (the global window only). */
-  constructor(ring: Float64Array, header: Int32Array | undefined, windowMs: number) {
+  constructor(ring: Float64Array, windowMs: number) {
     this.max = ring.length;
     this.windowMs = windowMs;
     this.#ring = ring;
-    this.#header = header;
     this.#tokens = new Float64Array(ring.length);
   }
 
@@ -50,7 +45,6 @@ export class RateWindow {
     this.#ring[pos] = now;
     this.#tokens[pos] = token;
     this.#count++;
-    this.#publish();
     return token;
   }
 
@@ -75,7 +69,6 @@ export class RateWindow {
       this.#tokens[to] = this.#tokens[from] ?? 0;
     }
     this.#count--;
-    this.#publish();
   }
 
   /**
@@ -99,12 +92,5 @@ export class RateWindow {
       if (now - (this.#ring[(this.#head + i) % this.max] ?? 0) < this.windowMs) n++;
     }
     return n;
-  }
-
-  #publish(): void {
-    // Published for readers of the shared buffer (stats, tools); decisions never read these back.
-    if (!this.#header) return;
-    Atomics.store(this.#header, H_RATE_HEAD, this.#head);
-    Atomics.store(this.#header, H_RATE_COUNT, this.#count);
   }
 }
