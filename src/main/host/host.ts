@@ -17,7 +17,7 @@ import {
   type RequestId,
 } from '@modelcontextprotocol/sdk/types.js';
 import { BrokerError } from '../../shared/errors.js';
-import { Answers, type JsonRpcId, sessionClosedError } from '../../shared/jsonrpc.js';
+import { Answers, type HttpAnswer, type JsonRpcId, refusalAnswer, sessionClosedError } from '../../shared/jsonrpc.js';
 import type { TaskResult, WireRequest } from '../../shared/messages.js';
 import type { SessionTable } from '../../shared/table.js';
 import type { AdmitRequest, CloseReason, Decision, SessionRef } from '../../shared/types.js';
@@ -130,7 +130,7 @@ export class SessionHost {
    * Close requests that found no session (slot -> generation): the broker's
    * close can overtake the admit reply it raced with; such a session is never built.
    */
-  readonly #tombstones = new Map<number, number>();
+  readonly #tombstones = new Map<number, { gen: number; reason: CloseReason }>();
   /** Sessions admitted but still being built, by slot; a close request waits for the build. */
   readonly #building = new Map<number, { gen: number; reason: CloseReason | undefined; settled: Promise<void> }>();
 
@@ -154,10 +154,11 @@ export class SessionHost {
     });
     if (!decision.ok) return { result: { kind: 'refused', refused: decision }, body: null };
     const ref: SessionRef = { slot: decision.slot, gen: decision.gen };
-    if (this.#tombstones.get(ref.slot) === ref.gen || !this.#opts.table.isLive(ref)) {
+    const tombstone = this.#tombstones.get(ref.slot);
+    if (tombstone?.gen === ref.gen || !this.#opts.table.isLive(ref)) {
       // Closed before it was built (the broker frees the slot on its own).
       this.#tombstones.delete(ref.slot);
-      return answer(Answers.sessionClosed('error', requestIdOf(request.body)));
+      return answer(closedBeforeAnswered(tombstone?.gen === ref.gen ? tombstone.reason : 'error', request));
     }
     let settle!: () => void;
     const building = {
@@ -188,7 +189,7 @@ export class SessionHost {
       // The broker asked for this session's close while it was being built.
       await this.#close(session, building.reason);
       settle();
-      return answer(Answers.sessionClosed(building.reason, requestIdOf(request.body)));
+      return answer(closedBeforeAnswered(building.reason, request));
     }
     settle();
     let dispatched: Dispatched;
@@ -391,7 +392,7 @@ export class SessionHost {
       await building.settled;
       return;
     }
-    this.#tombstones.set(ref.slot, ref.gen);
+    this.#tombstones.set(ref.slot, { gen: ref.gen, reason });
   }
 
   async #close(session: Session, reason: CloseReason): Promise<void> {
@@ -425,7 +426,18 @@ export class SessionHost {
   }
 }
 
-function answer(a: ReturnType<typeof Answers.internal>): Dispatched {
+/**
+ * The answer to an initialize whose session was closed before it answered: a
+ * shutdown refuses it as such (503, try again elsewhere or later); any other
+ * close is named.
+ */
+function closedBeforeAnswered(reason: CloseReason, request: WireRequest): HttpAnswer {
+  const id = requestIdOf(request.body);
+  if (reason === 'shutdown') return refusalAnswer({ ok: false, reason: 'shutting_down', retryAfterMs: 1000 }, id);
+  return Answers.sessionClosed(reason, id);
+}
+
+function answer(a: HttpAnswer): Dispatched {
   return { result: { kind: 'answer', answer: a }, body: null };
 }
 

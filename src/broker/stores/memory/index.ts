@@ -186,7 +186,9 @@ export class MemoryStore implements SessionStore {
   // ---- admission -----------------------------------------------------------
 
   admit(request: AdmitRequest): Promise<Decision> {
-    if (this.#shuttingDown || this.#deadOwners.has(request.owner)) return Promise.resolve(this.#refuse('full', 1000));
+    if (this.#shuttingDown) return Promise.resolve(this.#refuse('shutting_down', 1000));
+    // An admission still in transit from a thread that is gone: nobody would build its transport.
+    if (this.#deadOwners.has(request.owner)) return Promise.resolve(this.#refuse('owner_gone', 1000));
     const now = this.table.now();
     const perClient = this.#opts.perClient;
     const client = perClient ? this.#peekClient(request.clientKey) : undefined;
@@ -280,9 +282,10 @@ export class MemoryStore implements SessionStore {
     return new Promise<Decision>((resolve) => {
       const timer = setTimeout(() => {
         // The evicted session's owner never confirmed: give up, give the tokens back.
+        // Named for why: an owner that cannot answer (to be replaced), else capacity.
         this.#unqueue(waiter);
         this.#release(waiter);
-        resolve(this.#refuse('full', 1000));
+        resolve(this.#refuse(this.#ownerCannotAnswer(victim) ? 'owner_gone' : 'full', 1000));
       }, this.#opts.closeTimeoutMs);
       timer.unref();
       const waiter: Waiter = { request, rateToken, client: entry, clientToken, victim, timer, resolve };
@@ -290,6 +293,13 @@ export class MemoryStore implements SessionStore {
       else this.#waiters.push(waiter);
       this.#publishWaiting();
     });
+  }
+
+  /** Whether the owner of `slot` (a victim; -1 for none) is gone or has stopped answering. */
+  #ownerCannotAnswer(slot: number): boolean {
+    if (slot < 0) return false;
+    const owner = Atomics.load(this.table.views.words, slot * SLOT_I32 + S_OWNER);
+    return this.#deadOwners.has(owner) || this.table.unresponsiveThreads().has(owner);
   }
 
   #unqueue(waiter: Waiter): void {
@@ -628,7 +638,7 @@ export class MemoryStore implements SessionStore {
       if (waiter.request.owner !== owner) continue;
       this.#unqueue(waiter);
       this.#release(waiter);
-      waiter.resolve(this.#refuse('full', 1000));
+      waiter.resolve(this.#refuse('owner_gone', 1000));
     }
     const { words } = this.table.views;
     for (let slot = 0; slot < this.table.capacity; slot++) {
@@ -801,7 +811,7 @@ export class MemoryStore implements SessionStore {
     for (const waiter of [...this.#waiters, ...this.#bound.values()]) {
       this.#unqueue(waiter);
       this.#release(waiter);
-      waiter.resolve(this.#refuse('full', 1000));
+      waiter.resolve(this.#refuse('shutting_down', 1000));
     }
     const now = this.table.now();
     const { words, header } = this.table.views;
