@@ -1,5 +1,5 @@
 /**
- * `/metrics` and `/healthz` obey the same Host/Origin policy as the MCP
+ * `/metrics` and the probes (`/livez`, `/readyz`, `/healthz`) obey the same Host/Origin policy as the MCP
  * endpoint; with auth on, `/metrics` on the main port needs a valid token; a
  * separate metrics port serves scrapers without one.
  */
@@ -23,11 +23,11 @@ function get(url: string, headers: Record<string, string> = {}): Promise<{ text:
 
 const status = (text: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
 
-describe('/metrics and /healthz', () => {
+describe('/metrics and the probes', () => {
   it('refuse a foreign Host or Origin with 403, like the MCP endpoint', async () => {
     served = await start({ maxSessions: 2, threads: 1 });
     const base = new URL(served.url);
-    for (const path of ['/metrics', '/healthz']) {
+    for (const path of ['/metrics', '/healthz', '/livez', '/readyz']) {
       const url = `${base.origin}${path}`;
       expect(status((await get(url)).text)).toBe(200);
       expect(status((await get(url, { host: 'evil.example' })).text)).toBe(403);

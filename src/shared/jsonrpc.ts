@@ -52,13 +52,16 @@ export function retryAfterSeconds(ms: number): number {
 
 /**
  * Status and message per refusal reason: 429 for rates and for what one client
- * or one session holds, 503 for the server's capacity.
+ * or one session holds, 503 for the server's capacity and for a server that
+ * cannot take the session now (shutting down, its thread gone).
  */
 const REFUSALS = {
   rate_limited: [429, 'Too many new sessions: session creation rate limit reached'],
   full: [503, 'Session limit reached and no session can be evicted'],
   client_rate_limited: [429, 'Too many new sessions from this client'],
   client_full: [429, 'Too many sessions for this client and none can be evicted'],
+  shutting_down: [503, 'Server is shutting down'],
+  owner_gone: [503, 'The thread that was to hold this session is gone and is being replaced: try again'],
   queue_full: [503, 'Server busy: request queue is full'],
   in_flight_limited: [429, 'Too many requests in flight for this session'],
   connections_full: [503, 'Server busy: too many open connections'],
@@ -106,9 +109,22 @@ export const Answers = {
     errorAnswer(408, ErrorCode.ServerError, 'Request Timeout', { headers: { connection: 'close' } }),
   headersTooLarge: () =>
     errorAnswer(431, ErrorCode.ServerError, 'Request Header Fields Too Large', { headers: { connection: 'close' } }),
-  shuttingDown: () =>
-    errorAnswer(503, ErrorCode.ServerError, 'Server is shutting down', {
-      headers: { 'retry-after': '1', connection: 'close' },
+  /** Any request once a shutdown was asked for (the same answer as an admission refused for it). */
+  shuttingDown: (id: JsonRpcId = null) => {
+    const refused = refusalAnswer({ ok: false, reason: 'shutting_down', retryAfterMs: 1000 }, id);
+    return { ...refused, headers: { ...refused.headers, connection: 'close' } };
+  },
+  /** Any request that needs the session broker while it is still starting (`serve()` with port 0). */
+  starting: () =>
+    errorAnswer(503, ErrorCode.ServerError, 'Server is starting', {
+      headers: { 'retry-after': '1' },
+      data: { reason: 'starting', retryAfterMs: 1000 },
+    }),
+  /** Any request once the broker worker has died: the process cannot admit sessions again. */
+  brokerFailed: () =>
+    errorAnswer(503, ErrorCode.ServerError, 'Server unavailable: the session broker stopped', {
+      headers: { 'retry-after': '1' },
+      data: { reason: 'broker_failed' },
     }),
   internal: (detail: string, id: JsonRpcId = null) =>
     errorAnswer(500, ErrorCode.InternalError, `Internal error: ${detail}`, { id }),

@@ -86,7 +86,7 @@ export const B_MANUAL_NOW = 0;
 export const B_CREATED_TOTAL = 1;
 /** Six counters, one per close reason in CLOSE_REASONS order. */
 export const B_CLOSED_TOTAL = 2;
-/** One counter per reject reason, in REJECT_REASONS order (four; room for eight). */
+/** One counter per reject reason in REJECT_REASONS order (room for eight, up to HEADER_I64). */
 export const B_REJECTED_TOTAL = 8;
 export const HEADER_I64 = 16;
 

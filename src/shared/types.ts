@@ -9,9 +9,18 @@ export type CloseReason = (typeof CLOSE_REASONS)[number];
 
 /**
  * Why the broker refused an admission. The order is the order of the `rejected`
- * counters. `rate_limited`/`full` are the global limits; `client_*` a client's own.
+ * counters. `rate_limited`/`full` are the global limits; `client_*` a client's own;
+ * `shutting_down`: the server is shutting down; `owner_gone`: the thread that was
+ * to own the session is gone (it died, or the watchdog is replacing it).
  */
-export const REJECT_REASONS = ['rate_limited', 'full', 'client_rate_limited', 'client_full'] as const;
+export const REJECT_REASONS = [
+  'rate_limited',
+  'full',
+  'client_rate_limited',
+  'client_full',
+  'shutting_down',
+  'owner_gone',
+] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /**

@@ -97,11 +97,13 @@ export function createMetrics(broker: SessionBroker, connections?: { counters():
   });
   new Counter({
     name: 'mcp_session_admissions_rejected_total',
-    help: 'Requests refused admission, by reason (rate_limited: 429, full and queue_full: 503)',
+    help: 'Requests refused admission, by reason (rate_limited and client_*: 429; full, queue_full, shutting_down and owner_gone: 503)',
     labelNames: ['reason'],
     registers: [registry],
     collect() {
       for (const reason of REJECT_REASONS) {
+        // Every reason is exported from the first scrape, at 0 until it happens.
+        if (!seen.has(`rejected:${reason}`)) this.inc({ reason }, 0);
         mirror(this, { reason }, `rejected:${reason}`, snapshot?.rejectedTotal[reason] ?? 0, seen);
       }
       mirror(this, { reason: 'queue_full' }, 'rejected:queue_full', broker.frontCounters.queueFull, seen);

@@ -1,7 +1,8 @@
 /**
  * `serve()`: a node:http server in front of a `SessionBroker`, with `/metrics`
- * (Prometheus) and `/healthz`, slow-request and connection limits,
- * DNS-rebinding protection when bound to loopback, and graceful shutdown.
+ * (Prometheus), the probes `/livez`, `/readyz` and `/healthz`, slow-request and
+ * connection limits, DNS-rebinding protection when bound to loopback, and
+ * graceful shutdown.
  */
 import { createServer, type IncomingMessage, type Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -38,6 +39,8 @@ export async function serve(options: ServeOptions): Promise<Served> {
     maxConnectionsPerAddress: opts.maxConnectionsPerAddress,
     trustProxy,
   });
+  // Set once the broker is started and the servers listen: until then (port 0
+  // only: a known port is not listened on before) every request gets 503 starting.
   let broker: SessionBroker | undefined;
   let serveMetrics: ((res: ServerResponse) => void) | undefined;
   // Every path obeys the Host/Origin policy (the MCP path through the broker);
@@ -52,13 +55,13 @@ export async function serve(options: ServeOptions): Promise<Served> {
       return;
     }
     const forbidden = checkOrigin(req, policy);
+    const probe = req.method === 'GET' ? health(path, broker) : undefined;
     if (forbidden) {
       send(res, forbidden);
-    } else if (path === '/healthz' && req.method === 'GET') {
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('ok\n');
+    } else if (probe) {
+      sendProbe(res, probe);
     } else if (!broker) {
-      send(res, Answers.shuttingDown());
+      send(res, Answers.starting());
     } else if (path === '/metrics' && req.method === 'GET' && opts.metricsPort === undefined) {
       if (!authenticate) serveMetrics?.(res);
       else
@@ -73,10 +76,13 @@ export async function serve(options: ServeOptions): Promise<Served> {
   const server = harden(createServer(serverOptions(opts), onRequest), opts);
   connections.attach(server);
   let metricsServer: Server | undefined;
+  let started: SessionBroker | undefined;
   try {
-    // Listen first: the port (0 picks one) decides the default Host/Origin policy.
-    await listen(server, opts.port, opts.host);
-    const port = (server.address() as AddressInfo).port;
+    // The default Host/Origin policy names the port. A known port: the broker
+    // starts first and the port opens ready. Port 0: the port is known only
+    // once listening, so it listens first and answers 503 until ready.
+    if (opts.port === 0) await listen(server, opts.port, opts.host);
+    const port = opts.port === 0 ? (server.address() as AddressInfo).port : opts.port;
     const loopback = isLoopback(opts.host) ? loopbackPolicy(port) : undefined;
     const cors = options.cors && options.cors !== '*' ? [options.cors] : [];
     const allowedHosts = options.allowedHosts ?? (loopback?.allowedHosts ? [...loopback.allowedHosts] : undefined);
@@ -86,12 +92,12 @@ export async function serve(options: ServeOptions): Promise<Served> {
       allowedHosts: allowedHosts?.map((h) => h.toLowerCase()),
       allowedOrigins,
     };
-    broker = await SessionBroker.create({
+    started = await SessionBroker.create({
       ...options,
       ...(allowedHosts ? { allowedHosts } : {}),
       ...(allowedOrigins ? { allowedOrigins } : {}),
     });
-    const metrics = createMetrics(broker, connections);
+    const metrics = createMetrics(started, connections);
     serveMetrics = (res) => {
       metrics.render().then(
         (text) => {
@@ -117,13 +123,22 @@ export async function serve(options: ServeOptions): Promise<Served> {
       await listen(metricsServer, opts.metricsPort, opts.host);
       if (isLoopback(opts.host)) metricsPolicy = loopbackPolicy((metricsServer.address() as AddressInfo).port);
     }
+    if (opts.port !== 0) {
+      // Ready before the port opens: the first connection it accepts can initialize.
+      broker = started;
+      await listen(server, opts.port, opts.host);
+    }
   } catch (error) {
+    broker = undefined;
     server.close();
     server.closeAllConnections();
-    await broker?.close({ timeoutMs: 0 });
+    metricsServer?.close();
+    metricsServer?.closeAllConnections();
+    await started?.close({ timeoutMs: 0 });
     throw error;
   }
-  const ready = broker;
+  broker = started;
+  const ready = started;
   const log = opts.log;
   const files = fileLimit();
   if (log && files !== undefined && opts.maxConnections > files - FILE_DESCRIPTOR_RESERVE) {
@@ -162,6 +177,34 @@ export async function serve(options: ServeOptions): Promise<Served> {
       return closing;
     },
   };
+}
+
+/**
+ * The probes, for a `GET` of `path`: undefined for other paths, `'ok'` for 200,
+ * else the 503 answer. `/livez`: the process serves HTTP and can recover on its
+ * own (503 only once the broker worker has died: restart it). `/readyz` (and
+ * `/healthz`, the same): an initialize sent now can be admitted, so 503 while
+ * starting and from the moment a shutdown is asked for.
+ */
+function health(path: string | undefined, broker: SessionBroker | undefined): HttpAnswer | 'ok' | undefined {
+  const status = broker?.status ?? 'starting';
+  if (path === '/livez') return status === 'failed' ? Answers.brokerFailed() : 'ok';
+  if (path !== '/readyz' && path !== '/healthz') return undefined;
+  if (status === 'open') return 'ok';
+  return status === 'starting'
+    ? Answers.starting()
+    : status === 'closing'
+      ? Answers.shuttingDown()
+      : Answers.brokerFailed();
+}
+
+function sendProbe(res: ServerResponse, probe: HttpAnswer | 'ok'): void {
+  if (probe !== 'ok') {
+    send(res, probe);
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/plain' });
+  res.end('ok\n');
 }
 
 /** Node checks the header and request timeouts on an interval: make it fine enough for them. */

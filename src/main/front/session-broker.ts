@@ -16,6 +16,7 @@ import type { TaskResult, WireRequest } from '../../shared/messages.js';
 import {
   type BrokerStats,
   MIN_RETRY_AFTER_MS,
+  type Refused,
   type SessionClosedEvent,
   type SessionCreatedEvent,
   type SessionEvent,
@@ -36,6 +37,9 @@ import { checkGetHeaders, checkPostBody, checkPostHeaders, checkPostMessage } fr
 import { pipePortToResponse } from './receive.js';
 
 type TaskHeaders = Extract<TaskResult, { kind: 'head' }>['headers'];
+
+/** The answer to an initialize whose thread died before answering it. */
+const LOST_INITIALIZE: Refused = { ok: false, reason: 'owner_gone', retryAfterMs: 1_000 };
 
 /** How long shutdown waits at least for ended streams to flush before destroying what is left. */
 const SHUTDOWN_FLUSH_MS = 1_000;
@@ -192,6 +196,14 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     this.#dispatcher = dispatcher;
   }
 
+  /**
+   * `open` while it admits sessions, `closing` once `close()` was called,
+   * `failed` once the broker worker died (it answers 503 from then on).
+   */
+  get status(): 'open' | 'closing' | 'failed' {
+    return this.#closing ? 'closing' : this.#failed ? 'failed' : 'open';
+  }
+
   /** The shared session table (read-only use: lookups, transport counts). */
   get index(): SessionIndex {
     return this.#broker.index;
@@ -271,7 +283,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         res.end();
         return;
       }
-      if (this.#closing || this.#failed) return send(res, Answers.shuttingDown());
+      if (this.#closing) return send(res, Answers.shuttingDown());
+      if (this.#failed) return send(res, Answers.brokerFailed());
       const forbidden = checkOrigin(req, this.#opts.originPolicy);
       if (forbidden) return send(res, forbidden);
       if (this.#authenticate && !(await this.#authenticate(req, res))) return;
@@ -350,7 +363,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     if (check.isInitialize) {
       const client = this.#clients.identify(req);
       this.#trackInFlight(res);
-      return this.#forward(res, () => this.#dispatcher.initialize(client, request), check.id);
+      return this.#forward(res, () => this.#dispatcher.initialize(client, request), check.id, LOST_INITIALIZE);
     }
     if (!named) return send(res, Answers.missingSessionId(check.id));
     // Reading the body took time: the session may have expired or closed meanwhile.
@@ -391,15 +404,21 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     });
   }
 
-  async #forward(res: ServerResponse, run: () => Promise<Routed>, id: string | number | null = null) {
+  async #forward(
+    res: ServerResponse,
+    run: () => Promise<Routed>,
+    id: string | number | null = null,
+    lost: Refused | undefined = undefined,
+  ) {
     this.#active.add(res);
     res.once('close', () => this.#active.delete(res));
     let routed: Routed;
     try {
       routed = await run();
     } catch {
-      // The owner thread died under the request (piscina rejects its task).
-      return send(res, Answers.sessionClosed('error', id));
+      // The owner thread died under the request (piscina rejects its task);
+      // an initialize has no session to name yet: it is refused as `lost`.
+      return send(res, lost ? refusalAnswer(lost, id) : Answers.sessionClosed('error', id));
     }
     if ('busy' in routed) {
       this.#counters.queueFull++;

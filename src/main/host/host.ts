@@ -18,9 +18,16 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { SessionIndex } from '../../broker/index.js';
 import { BrokerError } from '../../shared/errors.js';
-import { Answers, type JsonRpcId, sessionClosedError } from '../../shared/jsonrpc.js';
+import { Answers, type HttpAnswer, type JsonRpcId, refusalAnswer, sessionClosedError } from '../../shared/jsonrpc.js';
 import type { TaskResult, WireRequest } from '../../shared/messages.js';
-import type { AdmitRequest, Admitted, CloseReason, Decision, SessionRef } from '../../shared/types.js';
+import {
+  type AdmitRequest,
+  type Admitted,
+  type CloseReason,
+  type Decision,
+  MIN_RETRY_AFTER_MS,
+  type SessionRef,
+} from '../../shared/types.js';
 import { restoreAuth } from './auth.js';
 import type { ResumptionStore } from './event-store.js';
 import { StreamGate } from './send.js';
@@ -130,7 +137,7 @@ export class SessionHost {
    * Close requests that found no session (slot -> generation): the broker's
    * close can overtake the admit reply it raced with; such a session is never built.
    */
-  readonly #tombstones = new Map<number, number>();
+  readonly #tombstones = new Map<number, { gen: number; reason: CloseReason }>();
   /** Sessions admitted but still being built, by slot; a close request waits for the build. */
   readonly #building = new Map<number, { gen: number; reason: CloseReason | undefined; settled: Promise<void> }>();
 
@@ -174,10 +181,12 @@ export class SessionHost {
     clientKey: string,
   ): Promise<{ session: Session } | { refusal: (id: JsonRpcId) => ReturnType<typeof Answers.internal> }> {
     const ref: SessionRef = { slot: decision.slot, gen: decision.gen };
-    if (this.#tombstones.get(ref.slot) === ref.gen || !this.#opts.index.isLive(ref)) {
+    const tombstone = this.#tombstones.get(ref.slot);
+    if (tombstone?.gen === ref.gen || !this.#opts.index.isLive(ref)) {
       // Closed before it was built (the broker frees the slot on its own).
       this.#tombstones.delete(ref.slot);
-      return { refusal: (id) => Answers.sessionClosed('error', id) };
+      const reason = tombstone?.gen === ref.gen ? tombstone.reason : 'error';
+      return { refusal: (id) => closedBeforeAnswered(reason, id) };
     }
     let settle!: () => void;
     const building = {
@@ -209,7 +218,7 @@ export class SessionHost {
       // The broker asked for this session's close while it was being built.
       await this.#close(session, closedMeanwhile);
       settle();
-      return { refusal: (id) => Answers.sessionClosed(closedMeanwhile, id) };
+      return { refusal: (id) => closedBeforeAnswered(closedMeanwhile, id) };
     }
     settle();
     return { session };
@@ -414,7 +423,7 @@ export class SessionHost {
       await building.settled;
       return;
     }
-    this.#tombstones.set(ref.slot, ref.gen);
+    this.#tombstones.set(ref.slot, { gen: ref.gen, reason });
   }
 
   async #close(session: Session, reason: CloseReason): Promise<void> {
@@ -448,7 +457,19 @@ export class SessionHost {
   }
 }
 
-function answer(a: ReturnType<typeof Answers.internal>): Dispatched {
+/**
+ * The answer to an initialize whose session was closed before it answered: a
+ * shutdown refuses it as such (503, try again elsewhere or later); any other
+ * close is named.
+ */
+function closedBeforeAnswered(reason: CloseReason, id: JsonRpcId): HttpAnswer {
+  if (reason === 'shutdown') {
+    return refusalAnswer({ ok: false, reason: 'shutting_down', retryAfterMs: MIN_RETRY_AFTER_MS }, id);
+  }
+  return Answers.sessionClosed(reason, id);
+}
+
+function answer(a: HttpAnswer): Dispatched {
   return { result: { kind: 'answer', answer: a }, body: null };
 }
 

@@ -196,8 +196,9 @@ export class MemoryStore implements SessionStore {
   // ---- admission -----------------------------------------------------------
 
   admit(request: AdmitRequest): Promise<Decision> {
-    if (this.#shuttingDown || this.#deadOwners.has(request.owner))
-      return Promise.resolve(this.#refuse('full', MIN_RETRY_AFTER_MS));
+    if (this.#shuttingDown) return Promise.resolve(this.#refuse('shutting_down', MIN_RETRY_AFTER_MS));
+    // An admission still in transit from a thread that is gone: nobody would build its transport.
+    if (this.#deadOwners.has(request.owner)) return Promise.resolve(this.#refuse('owner_gone', MIN_RETRY_AFTER_MS));
     const now = this.table.now();
     const perClient = this.#opts.perClient;
     const client = perClient ? this.#peekClient(request.clientKey) : undefined;
@@ -291,15 +292,23 @@ export class MemoryStore implements SessionStore {
     return new Promise<Decision>((resolve) => {
       const timer = setTimeout(() => {
         // The evicted session's owner never confirmed: give up, give the tokens back.
+        // Named for why: an owner that cannot answer (to be replaced), else capacity.
         this.#unqueue(waiter);
         this.#release(waiter);
-        resolve(this.#refuse('full', MIN_RETRY_AFTER_MS));
+        resolve(this.#refuse(this.#ownerCannotAnswer(victim) ? 'owner_gone' : 'full', MIN_RETRY_AFTER_MS));
       }, this.#opts.closeTimeoutMs);
       timer.unref();
       const waiter: Waiter = { request, rateToken, client: entry, clientToken, victim, timer, resolve };
       if (victim >= 0) this.#bound.set(victim, waiter);
       else this.#waiters.push(waiter);
     });
+  }
+
+  /** Whether the owner of `slot` (a victim; -1 for none) is gone or has stopped answering. */
+  #ownerCannotAnswer(slot: number): boolean {
+    if (slot < 0) return false;
+    const owner = Atomics.load(this.table.views.words, slot * SLOT_I32 + S_OWNER);
+    return this.#deadOwners.has(owner) || this.table.unresponsiveThreads().has(owner);
   }
 
   #unqueue(waiter: Waiter): void {
@@ -633,7 +642,7 @@ export class MemoryStore implements SessionStore {
       if (waiter.request.owner !== owner) continue;
       this.#unqueue(waiter);
       this.#release(waiter);
-      waiter.resolve(this.#refuse('full', MIN_RETRY_AFTER_MS));
+      waiter.resolve(this.#refuse('owner_gone', MIN_RETRY_AFTER_MS));
     }
     const { words } = this.table.views;
     for (let slot = 0; slot < this.table.capacity; slot++) {
@@ -806,7 +815,7 @@ export class MemoryStore implements SessionStore {
     for (const waiter of [...this.#waiters, ...this.#bound.values()]) {
       this.#unqueue(waiter);
       this.#release(waiter);
-      waiter.resolve(this.#refuse('full', MIN_RETRY_AFTER_MS));
+      waiter.resolve(this.#refuse('shutting_down', MIN_RETRY_AFTER_MS));
     }
     const now = this.table.now();
     const { words, header } = this.table.views;
