@@ -18,7 +18,7 @@ import {
   type ServeOptions,
 } from './options.js';
 import { checkOrigin, isLoopback, loopbackPolicy, type OriginPolicy } from './origin.js';
-import { SessionBroker, send } from './session-broker.js';
+import { SessionBroker, START, send } from './session-broker.js';
 
 export interface Served {
   /** `http://HOST:PORT/PATH` of the MCP endpoint. */
@@ -33,7 +33,9 @@ export interface Served {
 
 export async function serve(options: ServeOptions): Promise<Served> {
   const opts = resolveServeOptions(options);
-  const { trustProxy } = resolveSessionBrokerOptions(options); // fail on bad options before listening
+  // Validated once, before anything listens; the broker starts from the resolved value.
+  const brokerOptions = resolveSessionBrokerOptions(options);
+  const { trustProxy } = brokerOptions;
   const connections = new ConnectionLimiter({
     maxConnections: opts.maxConnections,
     maxConnectionsPerAddress: opts.maxConnectionsPerAddress,
@@ -92,11 +94,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
       allowedHosts: allowedHosts?.map((h) => h.toLowerCase()),
       allowedOrigins,
     };
-    started = await SessionBroker.create({
-      ...options,
-      ...(allowedHosts ? { allowedHosts } : {}),
-      ...(allowedOrigins ? { allowedOrigins } : {}),
-    });
+    started = await SessionBroker[START]({ ...brokerOptions, originPolicy: policy });
     const metrics = createMetrics(started, connections);
     serveMetrics = (res) => {
       metrics.render().then(

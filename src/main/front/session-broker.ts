@@ -60,6 +60,9 @@ function lanesFor(threads: number): number {
   return threads === 0 ? 1 : threads * 2 + 2;
 }
 
+/** `SessionBroker[START]`: the start from resolved options, for `serve()` in this folder only. */
+export const START = Symbol('start');
+
 /** The session a request names, as the index found it. */
 interface Named {
   readonly id: string;
@@ -104,7 +107,11 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
 
   /** Starts the broker and its handler threads; resolves once every thread is ready. */
   static async create(options: SessionBrokerOptions): Promise<SessionBroker> {
-    const opts = resolveSessionBrokerOptions(options);
+    return SessionBroker[START](resolveSessionBrokerOptions(options));
+  }
+
+  /** Starts from options already validated (`serve()` validates once, before it listens). */
+  static async [START](opts: ResolvedSessionBrokerOptions): Promise<SessionBroker> {
     // Events reach the broker once it exists; none can fire before (no session exists yet).
     let self: SessionBroker | undefined;
     const onEvent = (event: SessionEvent) => {
