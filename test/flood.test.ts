@@ -43,5 +43,5 @@ describe('an initialize flood', () => {
     expect(await client.callTool({ name: 'echo', arguments: { text: 'alive' } })).toMatchObject({
       content: [{ text: 'alive' }],
     });
-  }, 60_000);
+  }, 120_000);
 });

@@ -19,7 +19,7 @@ const CWD = fileURLToPath(new URL('.', import.meta.url));
 async function inspector(url: string, ...args: string[]): Promise<unknown> {
   const { stdout } = await run(process.execPath, [INSPECTOR, url, '--transport', 'http', ...args], {
     cwd: CWD,
-    timeout: 20_000,
+    timeout: 30_000,
   });
   return JSON.parse(stdout);
 }
@@ -46,5 +46,6 @@ describe.each([1, 3])('inspector-cli with %i handler thread(s)', (threads) => {
       await inspector(served.url, '--method', 'prompts/get', '--prompt-name', 'greet', '--prompt-args', 'name=Ada'),
     ).toMatchObject({ messages: [{ content: { text: 'Say hello to Ada' } }] });
     expect((await served.broker.stats()).createdTotal).toBe(4);
-  });
+    // Four inspector processes, each loading the inspector: slow on a loaded machine.
+  }, 90_000);
 });
