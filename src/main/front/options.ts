@@ -1,9 +1,11 @@
 /**
  * Options of the public API, their defaults, and eager validation.
  */
+
 import type { IncomingMessage } from 'node:http';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { DEFAULT_MAX_REQUEST_BODY_SIZE } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import {
   type AdmissionOptions,
   duration,
@@ -170,7 +172,8 @@ export interface ResolvedSessionBrokerOptions {
 
 export const SESSION_BROKER_DEFAULTS = {
   stallTimeoutMs: 30_000,
-  maxBodyBytes: 4 * 1024 * 1024,
+  /** The SDK's own default body limit (4 MiB). */
+  maxBodyBytes: DEFAULT_MAX_REQUEST_BODY_SIZE,
   jsonResponse: false,
   factoryTimeoutMs: 30_000,
   maxPendingPerThread: 1024,
