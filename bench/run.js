@@ -23,6 +23,7 @@ export const BENCHMARKS = {
   requests: 900,
   'flood-memory': 900,
   'large-results-memory': 600,
+  startup: 300,
 };
 
 const args = process.argv.slice(2);
