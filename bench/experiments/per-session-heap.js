@@ -20,7 +20,9 @@
  * thread at both points (files of tens to hundreds of MiB) and the experiment
  * prints the growth per session by node type and constructor, per thread,
  * and the broker's minus plain-sdk's. The broker runs at --max-sessions far
- * above what is sent (no eviction), resumability at its defaults.
+ * above what is sent (no eviction), resumability at its defaults; the
+ * systems `broker-noresume` and `broker-noresume-shared` run it with
+ * `resumability: false` (plain-sdk keeps no events either).
  */
 import { fork } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
@@ -70,9 +72,10 @@ async function child() {
   }
 
   const commands = {
-    async start({ system }) {
+    async start({ system, resumability }) {
       const options = { module: SERVER_MODULE };
       if (system === 'broker') Object.assign(options, { threads: 1, maxSessions: 100_000 });
+      if (resumability === false) options.resumability = false;
       served = await startSystem(system, options);
       threads = served.threads ?? 0;
       return { url: served.url };
@@ -137,10 +140,10 @@ async function parent() {
   try {
     for (let rep = 0; rep < Number(values.reps); rep++) {
       for (const name of names) {
-        const system = name.replace(/-shared$/, '');
+        const system = name.replace(/(-noresume)?(-shared)?$/, '');
         const server = startChild(name.endsWith('-shared') ? 'shared' : 'own');
         try {
-          const { url } = await server.call('start', { system });
+          const { url } = await server.call('start', { system, resumability: !name.includes('-noresume') });
           const flood = async (amount) => {
             const r = await load.call(
               'cannon',
@@ -226,7 +229,7 @@ async function parent() {
     }
   }
   const plain = profiles['plain-sdk']?.main;
-  for (const variant of ['broker', 'broker-shared']) {
+  for (const variant of Object.keys(profiles).filter((name) => name.startsWith('broker'))) {
     const broker = profiles[variant];
     if (!plain || !broker) continue;
     const merged = new Map();

@@ -141,7 +141,7 @@ interface StoredEvent {
 
 interface Stream {
   /** Stored events, oldest first. */
-  readonly events: StoredEvent[];
+  events: StoredEvent[];
   /**
    * The oldest cursor (sequence number) a replay can start from: every event of
    * the stream after it is still stored (priming events, which carry no
@@ -201,7 +201,11 @@ export class BoundedEventStore implements ResumptionStore {
       stream.floor = seq;
       return id;
     }
-    stream.events.push({ seq, message, bytes });
+    const event: StoredEvent = { seq, message, bytes };
+    // Most streams hold one event (a response) for as long as the session lives:
+    // an array of one, where a push onto an empty array would reserve 17 slots.
+    if (stream.events.length === 0) stream.events = [event];
+    else stream.events.push(event);
     this.#bytes += bytes;
     if (stream.events.length > this.#limits.maxEventsPerStream) this.#dropFirst(stream);
     return id;
