@@ -92,6 +92,8 @@ async function child() {
         main,
         thread: threadUsed,
         heap: main + threadUsed,
+        mainCommitted: mainTotal,
+        threadCommitted: thread.reduce((sum, t) => sum + t.total, 0),
         committed: mainTotal + thread.reduce((sum, t) => sum + t.total, 0),
         live: await served.live(),
       };
@@ -172,6 +174,8 @@ async function parent() {
             main: per('main'),
             thread: per('thread'),
             committed: per('committed'),
+            mainCommitted: per('mainCommitted'),
+            threadCommitted: per('threadCommitted'),
             external: per('external'),
             rss: per('rss'),
           };
@@ -180,7 +184,7 @@ async function parent() {
           console.log(
             `${name} rep ${rep}: live ${row.live.join(' -> ')}; per session (first ${N}, second ${N}): ` +
               `heap ${f(row.heap[0])} / ${f(row.heap[1])} KiB (main ${f(row.main[0])}, handler thread ${f(row.thread[0])}), ` +
-              `committed ${f(row.committed[0])} / ${f(row.committed[1])}, external ${f(row.external[0])} / ${f(row.external[1])}, ` +
+              `committed ${f(row.committed[0])} / ${f(row.committed[1])} (main ${f(row.mainCommitted[0])} / ${f(row.mainCommitted[1])}), external ${f(row.external[0])} / ${f(row.external[1])}, ` +
               `RSS ${f(row.rss[0])} / ${f(row.rss[1])} KiB`,
           );
           if (s0 && s1 && rep === 0) {
@@ -206,21 +210,25 @@ async function parent() {
     load.kill();
   }
 
-  console.log('\nper live session, KiB: median over reps of [first N, second N]; ratios vs plain-sdk (own validator)');
+  console.log(
+    `\nper live session, KiB, median over reps: sessions 1-${N} after the warm-up | sessions ${N + 1}-${2 * N}; ratios vs plain-sdk (own validator)`,
+  );
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
   const summary = {};
   for (const [name, rows] of Object.entries(results)) {
     summary[name] = {};
-    for (const key of ['heap', 'committed', 'rss'])
-      summary[name][key] = median(rows.map((r) => (r[key][0] + r[key][1]) / 2));
+    for (const key of ['heap', 'committed', 'rss']) {
+      summary[name][key] = [0, 1].map((half) => median(rows.map((r) => r[key][half])));
+    }
   }
   const base = summary['plain-sdk'];
   for (const [name, s] of Object.entries(summary)) {
-    const ratio = (key) => (base ? ` (${(s[key] / base[key]).toFixed(2)}x)` : '');
-    const basis = results[name].map((r) => `${f(r.heap[0])}/${f(r.heap[1])}`).join(', ');
-    console.log(
-      `  ${name.padEnd(18)} heap ${f(s.heap)}${ratio('heap')}  committed ${f(s.committed)}${ratio('committed')}  RSS ${f(s.rss)}${ratio('rss')}   [heap runs: ${basis}]`,
-    );
+    const cells = ['heap', 'committed', 'rss'].map((key) => {
+      const halves = [0, 1].map((h) => `${f(s[key][h])}${base ? ` (${(s[key][h] / base[key][h]).toFixed(2)}x)` : ''}`);
+      return `${key} ${halves.join(' | ')}`;
+    });
+    const runs = results[name].map((r) => `${f(r.heap[0])}/${f(r.heap[1])}`).join(', ');
+    console.log(`  ${name.padEnd(22)} ${cells.join('   ')}   [heap runs: ${runs}]`);
   }
 
   for (const [name, roles] of Object.entries(profiles)) {
