@@ -15,15 +15,18 @@ import { BroadcastChannel, isMainThread, threadId } from 'node:worker_threads';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { shaWork } from '../../dist/main/host/example-server.js';
-import { sharedJsonSchemaValidator } from '../../dist/main/index.js';
 
 export const CHANNEL = 'mcp-bench-per-session-heap';
-const shared = process.env.HEAP_VALIDATOR === 'shared';
+// Imported only when asked for, so the module also runs against builds without it.
+const shared =
+  process.env.HEAP_VALIDATOR === 'shared'
+    ? (await import('../../dist/main/index.js')).sharedJsonSchemaValidator
+    : undefined;
 
 export default function createServer(context) {
   const server = new McpServer(
     { name: 'mcp-session-broker-example', version: '1.0.0' },
-    shared ? { jsonSchemaValidator: sharedJsonSchemaValidator() } : {},
+    shared ? { jsonSchemaValidator: shared() } : {},
   );
   server.registerTool(
     'echo',
