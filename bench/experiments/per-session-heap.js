@@ -10,6 +10,12 @@
  *   node bench/experiments/per-session-heap.js [--sessions 2000] [--warmup 200] [--reps 1]
  *        [--systems plain-sdk,broker,plain-sdk-shared,broker-shared] [--snapshots DIR [--keep]] [--top 30]
  *
+ * The figures in bench/README.md (finding 7) come from
+ *
+ *   node bench/experiments/per-session-heap.js --sessions 4000 --reps 3 \
+ *        --systems plain-sdk,broker,broker-noresume,plain-sdk-shared,broker-shared
+ *   node bench/experiments/per-session-heap.js --sessions 1000 --systems plain-sdk,broker,broker-shared --snapshots DIR
+ *
  * Each system runs in a process of its own (with --expose-gc), the load (raw
  * initialize POSTs that never DELETE, autocannon at concurrency 16) in
  * another. After `warmup` sessions (so one-off lazy work is done), the server
