@@ -70,6 +70,21 @@ describe('the bounded event store', () => {
     await expect(replay(store, 'nope#1')).rejects.toThrow(/unknown event id/);
   });
 
+  it('keeps nothing of a priming event, yet resumes a stream from its id', async () => {
+    const store = newStore({ maxEventsPerStream: 2 });
+    const priming = await store.storeEvent('a', {} as JSONRPCMessage);
+    expect(store.size).toBe(0);
+    expect(store.bytes).toBe(0);
+    expect(await store.getStreamIdForEventId(priming)).toBe('a');
+    expect((await replay(store, priming)).sent).toEqual([]);
+    await store.storeEvent('a', note(1));
+    await store.storeEvent('a', note(2));
+    // Both slots of the stream hold messages: from the priming id, nothing is missing.
+    expect(numbers((await replay(store, priming)).sent)).toEqual([1, 2]);
+    await store.storeEvent('a', note(3));
+    await expect(replay(store, priming)).rejects.toThrow(/unknown event id/);
+  });
+
   it('keeps at most maxBytesPerSession bytes, dropping the oldest events of any stream first', async () => {
     const size = sizeOf(note(0, 300));
     const store = newStore({ maxBytesPerSession: 3 * size + 10 });

@@ -24,4 +24,4 @@ export {
   serve,
   type ThreadRestarts,
 } from './front/index.js';
-export type { ServerFactory, SessionContext } from './host/index.js';
+export { type ServerFactory, type SessionContext, sharedJsonSchemaValidator } from './host/index.js';

@@ -141,10 +141,11 @@ interface StoredEvent {
 
 interface Stream {
   /** Stored events, oldest first. */
-  readonly events: StoredEvent[];
+  events: StoredEvent[];
   /**
    * The oldest cursor (sequence number) a replay can start from: every event of
-   * the stream after it is still stored. It rises to each event dropped or not
+   * the stream after it is still stored (priming events, which carry no
+   * message, are never stored). It rises to each event dropped or not
    * stored, and starts at the stream's first event (a stream written again
    * after it was dropped starts over).
    */
@@ -176,14 +177,23 @@ export class BoundedEventStore implements ResumptionStore {
     const id = `${streamId}${SEPARATOR}${seq}`;
     if (this.#disposed) return id;
     let stream = this.#streams.get(streamId);
+    let key = streamId;
     if (stream) this.#streams.delete(streamId);
-    else stream = { events: [], floor: seq, last: seq };
-    this.#streams.set(streamId, stream);
+    else {
+      stream = { events: [], floor: seq, last: seq };
+      // The SDK's stream ids (randomUUID) are ropes of 14 string pieces, about
+      // 450 bytes; the key is kept as long as the stream is, so keep it flat.
+      key = JSON.parse(JSON.stringify(streamId)) as StreamId;
+    }
+    this.#streams.set(key, stream);
     stream.last = seq;
     if (this.#streams.size > this.#limits.maxStreams) {
       const oldest = this.#streams.keys().next().value;
       if (oldest !== undefined) this.#dropStream(oldest);
     }
+    // A priming event (the SDK's, when a stream opens) carries no message:
+    // nothing to replay, so nothing to keep; its id resumes the stream as any other.
+    if (!('jsonrpc' in message)) return id;
     // The size of the message as the SSE stream sends it (the SDK serializes it
     // again to write it; this is the price of counting bytes, once per event).
     const bytes = Buffer.byteLength(JSON.stringify(message));
@@ -191,7 +201,11 @@ export class BoundedEventStore implements ResumptionStore {
       stream.floor = seq;
       return id;
     }
-    stream.events.push({ seq, message, bytes });
+    const event: StoredEvent = { seq, message, bytes };
+    // Most streams hold one event (a response) for as long as the session lives:
+    // an array of one, where a push onto an empty array would reserve 17 slots.
+    if (stream.events.length === 0) stream.events = [event];
+    else stream.events.push(event);
     this.#bytes += bytes;
     if (stream.events.length > this.#limits.maxEventsPerStream) this.#dropFirst(stream);
     return id;
@@ -209,8 +223,7 @@ export class BoundedEventStore implements ResumptionStore {
     if (!cursor) throw new Error(`unknown event id ${lastEventId}`);
     // A copy: events stored or dropped while a send awaits do not shift the walk.
     for (const event of [...cursor.stream.events]) {
-      // Priming events carry no message: nothing to replay.
-      if (event.seq > cursor.seq && 'jsonrpc' in event.message) {
+      if (event.seq > cursor.seq) {
         await send(`${cursor.streamId}${SEPARATOR}${event.seq}`, event.message);
       }
     }

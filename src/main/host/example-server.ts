@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import type { SessionContext } from './host.js';
+import { sharedJsonSchemaValidator } from './validator.js';
 
 const SHA_INPUT = Buffer.alloc(64 * 1024, 0x61);
 const SHA_ROUNDS = 50;
@@ -20,7 +21,11 @@ export function shaWork(): string {
 }
 
 export default function createExampleServer(context: SessionContext): McpServer {
-  const server = new McpServer({ name: 'mcp-session-broker-example', version: '1.0.0' });
+  // One validator per thread, not a new Ajv per session (see sharedJsonSchemaValidator).
+  const server = new McpServer(
+    { name: 'mcp-session-broker-example', version: '1.0.0' },
+    { jsonSchemaValidator: sharedJsonSchemaValidator() },
+  );
   server.registerTool(
     'echo',
     { description: 'Echoes the text back.', inputSchema: { text: z.string() } },

@@ -81,20 +81,31 @@ export interface Dispatched {
 /**
  * The SDK transport, noting each response it sends so a closed session can
  * fail the rest, and making each send wait for room on the stream it goes to
- * (the SDK itself enqueues without bound).
+ * (the SDK itself enqueues without bound). It reads both from its session
+ * (a field, not closures: this lives as long as the session does).
  */
 class OwnedTransport extends WebStandardStreamableHTTPServerTransport {
-  onResponse: ((id: RequestId) => void) | undefined;
-  /** The gate of the stream a message goes to: its request's, or the standalone GET stream's. */
-  gateOf: ((requestId: RequestId | undefined) => StreamGate | undefined) | undefined;
+  session: Session | undefined;
 
   override async send(message: JSONRPCMessage, options?: { relatedRequestId?: RequestId }): Promise<void> {
+    const session = this.session;
     const isResponse = isJSONRPCResultResponse(message) || isJSONRPCErrorResponse(message);
-    const gate = this.gateOf?.(isResponse ? message.id : options?.relatedRequestId);
-    if (isResponse && message.id !== undefined) this.onResponse?.(message.id);
+    const requestId = isResponse ? message.id : options?.relatedRequestId;
+    // The gate of the stream the message goes to: its request's, or the standalone GET stream's.
+    const gate = requestId === undefined ? session?.standalone : session?.pending?.get(requestId)?.gate;
+    if (isResponse && message.id !== undefined && session) answered(session, message.id);
     if (!gate) return super.send(message, options);
     return gate.run(() => super.send(message, options));
   }
+}
+
+/** The response to `requestId` is on its way: the request no longer waits for one. */
+function answered(session: Session, requestId: RequestId): void {
+  const call = session.pending?.get(requestId);
+  if (!call) return;
+  call.ids.delete(requestId);
+  session.pending?.delete(requestId);
+  if (session.pending?.size === 0) session.pending = undefined;
 }
 
 interface PendingCall {
@@ -109,21 +120,24 @@ interface Session {
   readonly transport: OwnedTransport;
   /** The transport's resumability event store, if any. */
   readonly eventStore: ResumptionStore | undefined;
-  /** Requests in flight, by JSON-RPC id, still waiting for their response. */
-  readonly pending: Map<RequestId, PendingCall>;
+  /**
+   * Requests in flight, by JSON-RPC id, still waiting for their response;
+   * undefined while there are none (as for most sessions most of the time).
+   */
+  pending: Map<RequestId, PendingCall> | undefined;
   /** Set once the session is closing; the reason in-flight requests are failed with. */
   reason: CloseReason | undefined;
   /**
    * Requests waiting for the SDK's answer (JSON responses), each with a way to
    * end it early when the session closes under it. Per request, so nothing
-   * accumulates on a promise that lives as long as the session.
+   * accumulates on a promise that lives as long as the session. Undefined
+   * while none waits.
    */
-  readonly waiting: Set<(reason: CloseReason) => void>;
+  waiting: Set<(reason: CloseReason) => void> | undefined;
   /** The gate of the standalone GET stream, while one is open. */
   standalone: StreamGate | undefined;
-  /** Resolves once the transport is closed and the session is gone from this host. */
-  readonly gone: Promise<void>;
-  readonly markGone: () => void;
+  /** Called once the transport is closed and the session is gone from this host (closes waiting for that). */
+  gone: Array<() => void> | undefined;
 }
 
 const encoder = new TextEncoder();
@@ -265,18 +279,26 @@ export class SessionHost {
     if (!server || typeof (server as { connect?: unknown }).connect !== 'function') {
       throw new TypeError('the server factory must return an McpServer or Server');
     }
-    let markGone!: () => void;
-    const gone = new Promise<void>((resolve) => {
-      markGone = resolve;
-    });
+    const session = this.#session(id, ref, server);
+    await server.connect(session.transport);
+    this.#sessions.set(id, session);
+    this.#bySlot.set(ref.slot, session);
+    return session;
+  }
+
+  /**
+   * A session's record and transport. Apart from the SDK's own, the only
+   * closures that live as long as the session are made here, so they hold
+   * nothing else (a closure keeps its whole scope: in `#create`, the factory's
+   * promise).
+   */
+  #session(id: string, ref: SessionRef, server: McpServer | Server): Session {
     const eventStore = this.#opts.eventStore?.();
     const transport = new OwnedTransport({
       sessionIdGenerator: () => id,
       enableJsonResponse: this.#opts.enableJsonResponse,
       ...(eventStore ? { eventStore } : {}),
-      onsessionclosed: () => {
-        session.reason ??= 'deleted';
-      },
+      onsessionclosed: this.#onDeleted,
     });
     const session: Session = {
       id,
@@ -284,28 +306,22 @@ export class SessionHost {
       server,
       transport,
       eventStore,
-      pending: new Map(),
+      pending: undefined,
       reason: undefined,
-      waiting: new Set(),
+      waiting: undefined,
       standalone: undefined,
-      gone,
-      markGone,
+      gone: undefined,
     };
-    transport.onResponse = (requestId) => {
-      const call = session.pending.get(requestId);
-      if (call) {
-        call.ids.delete(requestId);
-        session.pending.delete(requestId);
-      }
-    };
-    transport.gateOf = (requestId) =>
-      requestId === undefined ? session.standalone : session.pending.get(requestId)?.gate;
+    transport.session = session;
     transport.onclose = () => this.#onTransportClosed(session);
-    await server.connect(transport);
-    this.#sessions.set(id, session);
-    this.#bySlot.set(ref.slot, session);
     return session;
   }
+
+  /** The client deleted its session (the SDK's `onsessionclosed`, one function for every session). */
+  readonly #onDeleted = (sessionId: string | undefined): void => {
+    const session = sessionId === undefined ? undefined : this.#sessions.get(sessionId);
+    if (session) session.reason ??= 'deleted';
+  };
 
   async #handle(session: Session, wire: WireRequest): Promise<Dispatched> {
     const request = new Request(wire.url, { method: wire.method, headers: wire.headers as [string, string][] });
@@ -320,7 +336,10 @@ export class SessionHost {
         ? new StreamGate(limit)
         : undefined;
     const call: PendingCall = { ids, gate };
-    for (const id of ids) session.pending.set(id, call);
+    if (ids.size > 0) {
+      session.pending ??= new Map();
+      for (const id of ids) session.pending.set(id, call);
+    }
 
     const options: { parsedBody?: unknown; authInfo?: AuthInfo } = {};
     if (wire.body !== undefined) options.parsedBody = wire.body;
@@ -335,11 +354,13 @@ export class SessionHost {
       const aborted = new Promise<CloseReason>((resolve) => {
         abort = resolve;
       });
+      session.waiting ??= new Set();
       session.waiting.add(abort);
       try {
         raced = await Promise.race([handled, aborted]);
       } finally {
-        session.waiting.delete(abort);
+        session.waiting?.delete(abort);
+        if (session.waiting?.size === 0) session.waiting = undefined;
       }
     }
     if (!(raced instanceof Response)) {
@@ -406,7 +427,8 @@ export class SessionHost {
   }
 
   #forget(session: Session, call: PendingCall): void {
-    for (const id of call.ids) session.pending.delete(id);
+    for (const id of call.ids) session.pending?.delete(id);
+    if (session.pending?.size === 0) session.pending = undefined;
     call.ids.clear();
   }
 
@@ -428,14 +450,20 @@ export class SessionHost {
 
   async #close(session: Session, reason: CloseReason): Promise<void> {
     if (!session.reason) session.reason = reason;
-    for (const abort of session.waiting) abort(session.reason);
+    for (const abort of session.waiting ?? []) abort(session.reason);
     try {
       await session.server.close();
     } catch (error) {
       this.#opts.onError?.(error);
       this.#onTransportClosed(session);
     }
-    await session.gone;
+    if (this.#sessions.get(session.id) !== session) return;
+    // Still closing (a transport closes once the SDK is done with it): wait for it.
+    session.gone ??= [];
+    const gone = session.gone;
+    await new Promise<void>((resolve) => {
+      gone.push(resolve);
+    });
   }
 
   /** The transport closed, for whatever reason: forget the session, then tell the broker. */
@@ -450,8 +478,9 @@ export class SessionHost {
     const reason = session.reason ?? 'error';
     session.reason = reason;
     // Requests still waiting for an answer end now, whatever closed the session.
-    for (const abort of session.waiting) abort(reason);
-    session.markGone();
+    for (const abort of session.waiting ?? []) abort(reason);
+    for (const resolve of session.gone ?? []) resolve();
+    session.gone = undefined;
     // A close the broker asked for is confirmed by the broker itself when close() resolves.
     if (initiatedHere) void Promise.resolve(this.#opts.broker.closed(session.ref, reason)).catch(this.#opts.onError);
   }

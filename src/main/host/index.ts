@@ -14,3 +14,4 @@ export { loadFactory } from './factory.js';
 export type { HandlerWorkerData } from './handler.js';
 export { type ServerFactory, type SessionContext, SessionHost } from './host.js';
 export { deliver } from './send.js';
+export { sharedJsonSchemaValidator } from './validator.js';
