@@ -198,3 +198,60 @@ describe('the memory store indexes against a scan of every slot', () => {
     await h.store.shutdown(0);
   });
 });
+
+describe('the memory store answers from its indexes', () => {
+  it('refuses (evict none) with a Retry-After of the soonest idle deadline, counting activity the broker never saw', async () => {
+    let time = 0;
+    const store = new MemoryStore({
+      admission: resolveAdmissionOptions({ maxSessions: 3, evict: 'none', idleTimeoutMs: 10_000 }),
+      lanes: 1,
+      now: () => time,
+      closer: async () => undefined,
+    });
+    const refs = [];
+    for (const at of [0, 1_000, 2_000]) {
+      time = at;
+      const d = await store.admit({ clientKey: 'c', owner: 1 });
+      if (!d.ok) throw new Error(`refused: ${d.reason}`);
+      store.table.leave(d);
+      refs.push(d);
+    }
+    time = 5_000;
+    store.table.touch(refs[0] as { slot: number; gen: number });
+    time = 6_000;
+    // The first session was active at 5,000: the second one's deadline (11,000) is the soonest.
+    expect(await store.admit({ clientKey: 'c', owner: 1 })).toEqual({
+      ok: false,
+      reason: 'full',
+      retryAfterMs: 5_000,
+    });
+    await store.shutdown(0);
+  });
+
+  it('evicts at the global cap from the client holding the most, ties to the one active first, as counts change', async () => {
+    const closes: number[] = [];
+    const store = new MemoryStore({
+      admission: resolveAdmissionOptions({ maxSessions: 4, perClient: { maxSessions: 4 }, idleTimeoutMs: 0 }),
+      lanes: 1,
+      now: () => 0,
+      closer: async (_owner, ref) => {
+        closes.push(ref.slot);
+      },
+    });
+    const slots: Record<string, number[]> = { a: [], b: [], c: [], d: [] };
+    const admit = async (key: string) => {
+      const d = await store.admit({ clientKey: key, owner: 1 });
+      if (!d.ok) throw new Error(`refused: ${d.reason}`);
+      store.table.leave(d);
+      slots[key]?.push(d.slot);
+    };
+    for (const key of ['b', 'a', 'a', 'b']) await admit(key);
+    // a and b hold two each; b became active first.
+    await admit('c');
+    expect(closes).toEqual([slots.b?.[0]]);
+    // Now a holds two, b one, c one.
+    await admit('d');
+    expect(closes).toEqual([slots.b?.[0], slots.a?.[0]]);
+    await store.shutdown(0);
+  });
+});
