@@ -10,6 +10,7 @@ const ORDER = [
   'flood-memory',
   'large-results-memory',
   'initialize',
+  'initialize-caps',
   'requests',
   'strictness',
   'hot-path',

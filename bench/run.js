@@ -19,6 +19,7 @@ export const BENCHMARKS = {
   'rate-window': 180,
   strictness: 420,
   initialize: 480,
+  'initialize-caps': 1500,
   lockout: 480,
   requests: 900,
   'flood-memory': 900,

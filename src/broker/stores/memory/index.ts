@@ -55,6 +55,7 @@ import {
 } from '../../../shared/types.js';
 import { type ResolvedAdmissionOptions, unresponsiveAfterMs } from '../../options.js';
 import type { SessionCloser, SessionEventListener, SessionStore, StoreFactory } from '../../store.js';
+import { ItemHeap, SlotHeap } from './heaps.js';
 import { RateWindow } from './rate-window.js';
 
 export interface MemoryStoreOptions {
@@ -104,6 +105,8 @@ interface Waiter {
   clientToken: number;
   /** The slot being evicted for this admission, or -1 for any slot that frees up. */
   readonly victim: number;
+  /** The thread owning the victim's transport (when victim >= 0). */
+  readonly victimOwner: number;
   readonly timer: NodeJS.Timeout;
   readonly resolve: (decision: Decision) => void;
 }
@@ -117,6 +120,22 @@ interface ClientEntry {
   head: number;
   tail: number;
   readonly rate: RateWindow | undefined;
+  /** When the entry last became active (entered #clients): ties between equal counts go to the earlier. */
+  seq: number;
+  /** Position in #heaviest, or -1. */
+  heapIndex: number;
+}
+
+/** Per owner thread (broker-local): its slots occupied, closing, and bound to a waiting admission. */
+interface OwnerCounts {
+  occupied: number;
+  closing: number;
+  bound: number;
+}
+
+/** Where a victim search records the soonest end of a busy protection it met (for Retry-After). */
+interface Walk {
+  busyUntil: number;
 }
 
 /**
@@ -152,11 +171,23 @@ export class MemoryStore implements SessionStore {
   readonly #sweepTimer: NodeJS.Timeout | undefined;
   readonly #closedWaiters = new Set<() => void>();
   /**
-   * No live session can expire before this time (ms since the epoch): a lower
-   * bound kept by each sweep and each admission (last-seen times only move
-   * later), so admissions at capacity skip the O(capacity) sweep until then.
+   * Live slots by a lower bound on when each can expire (idle or lifetime);
+   * undefined when neither timeout is on. Last-seen times move later behind
+   * the broker's back, never earlier, so a key is re-checked when it comes
+   * due: the slot expires, or goes back with its new bound. See ADR 15.
    */
-  #nextDeadline = 0;
+  readonly #expiry: SlotHeap | undefined;
+  /**
+   * Live slots by last-seen as the broker last read it (evict: 'idlest'
+   * without per-client limits): the least is re-read when it comes to the
+   * top, and goes back with its newer time until the top is current.
+   */
+  readonly #idlest: SlotHeap | undefined;
+  /** Clients holding sessions or waiting, most first (per-client limits only). */
+  readonly #heaviest = new ItemHeap<ClientEntry>((a, b) => a.count > b.count || (a.count === b.count && a.seq < b.seq));
+  #clientSeq = 0;
+  /** Counts per owner thread, so the checks for stuck threads cost O(threads), not O(capacity). */
+  readonly #owners = new Map<number, OwnerCounts>();
   /** Threads known to be gone: an admission still in transit from one is refused. */
   readonly #deadOwners = new Set<number>();
   #shuttingDown = false;
@@ -186,6 +217,8 @@ export class MemoryStore implements SessionStore {
     this.#clientPrev = new Int32Array(a.perClient ? a.maxSessions : 0).fill(-1);
     this.#clientNext = new Int32Array(a.perClient ? a.maxSessions : 0).fill(-1);
     const timeouts = [a.idleTimeoutMs, a.maxLifetimeMs].filter((ms) => ms > 0);
+    this.#expiry = timeouts.length > 0 ? new SlotHeap(a.maxSessions) : undefined;
+    this.#idlest = a.evict === 'idlest' && !a.perClient ? new SlotHeap(a.maxSessions) : undefined;
     if (timeouts.length > 0) {
       const interval = options.sweepIntervalMs ?? Math.min(1000, Math.max(50, Math.floor(Math.min(...timeouts) / 10)));
       this.#sweepTimer = setInterval(() => this.sweep(), interval);
@@ -216,7 +249,7 @@ export class MemoryStore implements SessionStore {
     }
     // 3. The client's cap: its own oldest evictable session makes room.
     if (perClient?.maxSessions !== undefined && client && client.count >= perClient.maxSessions) {
-      this.#sweepIfDue(now);
+      this.#expireDue(now);
       if (client.count >= perClient.maxSessions) {
         // Never wait on a thread that cannot answer now: its sessions are neither awaited nor evicted.
         const stuck = this.table.unresponsiveThreads();
@@ -234,19 +267,20 @@ export class MemoryStore implements SessionStore {
     const header = this.table.views.header;
     if (Atomics.load(header, H_OCCUPIED) < this.#opts.maxSessions && this.#waiters.length === 0) {
       const [rateToken, clientToken, entry] = this.#spend(request.clientKey, now);
-      if (entry) entry.count++;
+      if (entry) this.#clientCount(entry, 1);
       return Promise.resolve(this.#allocate(request, rateToken, clientToken, entry, now));
     }
     // At capacity: expired sessions go first (with their own reason), then one victim.
-    this.#sweepIfDue(now);
+    this.#expireDue(now);
     // Never wait on a thread that cannot answer now (a tool blocking its event
     // loop): its closing sessions are not counted on, its live ones not evicted.
     // If nothing else can make room, the refusal is immediate.
     const stuck = this.table.unresponsiveThreads();
     const unclaimed = this.#unboundClosing(stuck) - this.#waiters.length;
     if (unclaimed > 0) return this.#wait(request, now, -1);
-    const victim = this.#opts.evict === 'none' ? -1 : this.#pickVictim(now, stuck);
-    if (victim < 0) return Promise.resolve(this.#refuse('full', this.#retryAfter(this.#allSlots(), now, stuck)));
+    const walk: Walk = { busyUntil: Number.POSITIVE_INFINITY };
+    const victim = this.#opts.evict === 'none' ? -1 : this.#pickVictim(now, stuck, walk);
+    if (victim < 0) return Promise.resolve(this.#refuse('full', this.#fullRetryAfter(now, stuck, walk.busyUntil)));
     return this.#wait(request, now, victim);
   }
 
@@ -264,17 +298,31 @@ export class MemoryStore implements SessionStore {
     return -1;
   }
 
-  /** Closing slots no admission is bound to, whose owner can answer. O(1) unless a thread is stuck. */
+  /**
+   * Closing slots no admission is bound to, whose owner can answer. O(stuck
+   * threads): every bound slot is closing, and each owner's closing and bound
+   * slots are counted.
+   */
   #unboundClosing(stuck: ReadonlyMap<number, number>): number {
-    const header = this.table.views.header;
-    if (stuck.size === 0) return Atomics.load(header, H_CLOSING) - this.#bound.size;
-    const words = this.table.views.words;
-    let count = 0;
-    for (let slot = 0; slot < this.table.capacity; slot++) {
-      if (wordState(Atomics.load(words, slot * SLOT_I32 + S_STATE)) !== ST_CLOSING || this.#bound.has(slot)) continue;
-      if (!stuck.has(Atomics.load(words, slot * SLOT_I32 + S_OWNER))) count++;
+    let count = Atomics.load(this.table.views.header, H_CLOSING) - this.#bound.size;
+    for (const owner of stuck.keys()) {
+      const counts = this.#owners.get(owner);
+      if (counts) count -= counts.closing - counts.bound;
     }
     return count;
+  }
+
+  /** Adds to an owner's counts; an owner with nothing left is forgotten (the map holds live owners only). */
+  #count(owner: number, occupied: number, closing: number, bound: number): void {
+    let counts = this.#owners.get(owner);
+    if (!counts) {
+      counts = { occupied: 0, closing: 0, bound: 0 };
+      this.#owners.set(owner, counts);
+    }
+    counts.occupied += occupied;
+    counts.closing += closing;
+    counts.bound += bound;
+    if (counts.occupied === 0 && counts.closing === 0 && counts.bound === 0) this.#owners.delete(owner);
   }
 
   /** Spends the admission's tokens (global and the client's); returns them and the client's entry. */
@@ -288,7 +336,8 @@ export class MemoryStore implements SessionStore {
   /** Spends the tokens now and waits for a slot: the victim's (>= 0) or any that frees up (-1). */
   #wait(request: AdmitRequest, now: number, victim: number): Promise<Decision> {
     const [rateToken, clientToken, entry] = this.#spend(request.clientKey, now);
-    if (entry) entry.count++;
+    if (entry) this.#clientCount(entry, 1);
+    const victimOwner = victim >= 0 ? Atomics.load(this.table.views.words, victim * SLOT_I32 + S_OWNER) : -1;
     return new Promise<Decision>((resolve) => {
       const timer = setTimeout(() => {
         // The evicted session's owner never confirmed: give up, give the tokens back.
@@ -298,9 +347,11 @@ export class MemoryStore implements SessionStore {
         resolve(this.#refuse(this.#ownerCannotAnswer(victim) ? 'owner_gone' : 'full', MIN_RETRY_AFTER_MS));
       }, this.#opts.closeTimeoutMs);
       timer.unref();
-      const waiter: Waiter = { request, rateToken, client: entry, clientToken, victim, timer, resolve };
-      if (victim >= 0) this.#bound.set(victim, waiter);
-      else this.#waiters.push(waiter);
+      const waiter: Waiter = { request, rateToken, client: entry, clientToken, victim, victimOwner, timer, resolve };
+      if (victim >= 0) {
+        this.#bound.set(victim, waiter);
+        this.#count(victimOwner, 0, 0, 1);
+      } else this.#waiters.push(waiter);
     });
   }
 
@@ -313,7 +364,10 @@ export class MemoryStore implements SessionStore {
 
   #unqueue(waiter: Waiter): void {
     if (waiter.victim >= 0) {
-      if (this.#bound.get(waiter.victim) === waiter) this.#bound.delete(waiter.victim);
+      if (this.#bound.get(waiter.victim) === waiter) {
+        this.#bound.delete(waiter.victim);
+        this.#count(waiter.victimOwner, 0, 0, -1);
+      }
     } else {
       const i = this.#waiters.indexOf(waiter);
       if (i >= 0) this.#waiters.splice(i, 1);
@@ -410,9 +464,9 @@ export class MemoryStore implements SessionStore {
     Atomics.store(times, tbase + T_BUSY_SINCE, stamp);
     this.#linkTail(slot);
     if (client) this.#linkClient(client, slot);
-    const { idleTimeoutMs, maxLifetimeMs } = this.#opts;
-    const soonest = Math.min(idleTimeoutMs || Number.POSITIVE_INFINITY, maxLifetimeMs || Number.POSITIVE_INFINITY);
-    this.#nextDeadline = Math.min(this.#nextDeadline, now + soonest);
+    this.#count(request.owner, 1, 0, 0);
+    this.#expiry?.set(slot, this.#expiryKey(slot, now));
+    this.#idlest?.set(slot, now);
     const id = formatSessionId(slot, gen, rand);
     this.#meta[slot] = { id, clientKey: request.clientKey, rateToken, clientToken, client, closeRequested: false };
     Atomics.add(header, H_OCCUPIED, 1);
@@ -429,47 +483,103 @@ export class MemoryStore implements SessionStore {
    * owner to close it; returns its slot, or -1 when nothing can be evicted.
    * With per-client limits, the victim is the oldest evictable session of the
    * client holding the most sessions (so many addresses cannot push out one
-   * quiet client); otherwise the oldest (or idlest) of all.
+   * quiet client); otherwise the oldest (or idlest) of all. Protected sessions
+   * met on the way record when their protection ends in `walk`.
    */
-  #pickVictim(now: number, stuck: ReadonlyMap<number, number>): number {
+  #pickVictim(now: number, stuck: ReadonlyMap<number, number>, walk: Walk): number {
     if (this.#opts.perClient) {
-      const heaviest = [...this.#clients.values()].sort((a, b) => b.count - a.count);
-      for (const client of heaviest) {
-        const victim = this.#evictFrom(this.#clientSlots(client), now, stuck);
-        if (victim >= 0) return victim;
+      // Clients in order of how many they hold; those without an evictable session go back after.
+      const visited: ClientEntry[] = [];
+      let victim = -1;
+      for (let client = this.#heaviest.pop(); client; client = this.#heaviest.pop()) {
+        visited.push(client);
+        victim = this.#evictFrom(this.#clientSlots(client), now, stuck, walk);
+        if (victim >= 0) break;
       }
-      return -1;
+      for (const client of visited) if (client.count > 0) this.#heaviest.update(client);
+      return victim;
     }
-    return this.#evictFrom(this.#opts.evict === 'idlest' ? this.#byIdleness(now) : this.#byCreation(), now, stuck);
+    if (this.#idlest) return this.#evictIdlest(this.#idlest, now, stuck, walk);
+    return this.#evictFrom(this.#byCreation(), now, stuck, walk);
   }
 
   /**
    * Begins closing the first evictable slot among `candidates` whose owner can
-   * answer (not in `stuck`); returns it, or -1.
+   * answer (not in `stuck`); returns it, or -1. O(candidates passed over):
+   * sessions with a request in flight, closing, or of a stuck thread.
    */
-  #evictFrom(candidates: Iterable<number>, now: number, stuck: ReadonlyMap<number, number>): number {
+  #evictFrom(candidates: Iterable<number>, now: number, stuck: ReadonlyMap<number, number>, walk?: Walk): number {
     const words = this.table.views.words;
     for (const slot of candidates) {
       if (stuck.size > 0 && stuck.has(Atomics.load(words, slot * SLOT_I32 + S_OWNER))) continue;
       // A candidate that a request entered since we looked fails the compare-and-swap: try the next.
       if (this.#beginClose(slot, 'evicted', now, false)) return slot;
+      if (walk) this.#noteBusy(slot, walk);
     }
     return -1;
   }
 
-  *#allSlots(): Generator<number> {
-    for (let slot = 0; slot < this.table.capacity; slot++) yield slot;
+  /**
+   * The least recently active evictable slot, begun closing; or -1. The heap's
+   * keys are last-seen times as last read, never later than the real ones: a
+   * top whose real time is later goes back with it, and a top that is current
+   * is the least of all. Tops that cannot be evicted (busy, stuck) are set
+   * aside and put back. Amortised O(log n) per activity seen, plus O(log n)
+   * per slot set aside.
+   */
+  #evictIdlest(heap: SlotHeap, now: number, stuck: ReadonlyMap<number, number>, walk: Walk): number {
+    const { words, times } = this.table.views;
+    const aside: number[] = [];
+    let victim = -1;
+    for (let slot = heap.peek(); slot >= 0; slot = heap.peek()) {
+      const seen = Number(Atomics.load(times, slot * SLOT_I64 + T_LAST_SEEN));
+      if (seen > heap.key(slot)) {
+        heap.set(slot, seen);
+        continue;
+      }
+      heap.delete(slot);
+      if (stuck.size > 0 && stuck.has(Atomics.load(words, slot * SLOT_I32 + S_OWNER))) {
+        aside.push(slot);
+        continue;
+      }
+      if (this.#beginClose(slot, 'evicted', now, false)) {
+        victim = slot;
+        break;
+      }
+      this.#noteBusy(slot, walk);
+      aside.push(slot);
+    }
+    for (const slot of aside) {
+      if (wordState(Atomics.load(words, slot * SLOT_I32 + S_STATE)) === ST_LIVE) {
+        heap.set(slot, Number(Atomics.load(times, slot * SLOT_I64 + T_LAST_SEEN)));
+      }
+    }
+    return victim;
   }
 
-  /** A client's slots, oldest first (with evict: 'idlest', least recently active first). */
+  /** Records when a live slot's busy protection ends, if it has a request in flight. */
+  #noteBusy(slot: number, walk: Walk): void {
+    const word = Atomics.load(this.table.views.words, slot * SLOT_I32 + S_STATE);
+    if (wordState(word) !== ST_LIVE || wordInflight(word) === 0) return;
+    const since = Number(Atomics.load(this.table.views.times, slot * SLOT_I64 + T_BUSY_SINCE));
+    walk.busyUntil = Math.min(walk.busyUntil, since + this.#opts.busyTimeoutMs);
+  }
+
+  /**
+   * A client's slots, oldest first, walked lazily (the walk stops at the first
+   * evictable); with evict: 'idlest', least recently active first, which
+   * sorts them: O(k log k) for a client holding k, at most its cap.
+   */
   *#clientSlots(client: ClientEntry): Generator<number> {
+    if (this.#opts.evict !== 'idlest') {
+      for (let slot = client.head; slot >= 0; slot = this.#clientNext[slot] ?? -1) yield slot;
+      return;
+    }
     const slots: number[] = [];
     for (let slot = client.head; slot >= 0; slot = this.#clientNext[slot] ?? -1) slots.push(slot);
-    if (this.#opts.evict === 'idlest') {
-      const times = this.table.views.times;
-      const seen = (slot: number) => Number(Atomics.load(times, slot * SLOT_I64 + T_LAST_SEEN));
-      slots.sort((a, b) => seen(a) - seen(b));
-    }
+    const times = this.table.views.times;
+    const seen = (slot: number) => Number(Atomics.load(times, slot * SLOT_I64 + T_LAST_SEEN));
+    slots.sort((a, b) => seen(a) - seen(b));
     yield* slots;
   }
 
@@ -481,30 +591,6 @@ export class MemoryStore implements SessionStore {
       slot = Atomics.load(words, slot * SLOT_I32 + S_NEXT)
     ) {
       yield slot;
-    }
-  }
-
-  *#byIdleness(now: number): Generator<number> {
-    // O(capacity) scan for the least recently seen evictable session, repeated
-    // only when a compare-and-swap loses a race (a request just entered it).
-    const { words, times } = this.table.views;
-    const skip = new Set<number>();
-    for (;;) {
-      let best = -1;
-      let bestSeen = Number.POSITIVE_INFINITY;
-      for (let slot = 0; slot < this.table.capacity; slot++) {
-        if (skip.has(slot)) continue;
-        const word = Atomics.load(words, slot * SLOT_I32 + S_STATE);
-        if (wordState(word) !== ST_LIVE || this.table.isProtected(slot, word, now)) continue;
-        const seen = Number(Atomics.load(times, slot * SLOT_I64 + T_LAST_SEEN));
-        if (seen < bestSeen) {
-          bestSeen = seen;
-          best = slot;
-        }
-      }
-      if (best < 0) return;
-      skip.add(best);
-      yield best;
     }
   }
 
@@ -527,6 +613,9 @@ export class MemoryStore implements SessionStore {
       Atomics.store(words, slot * SLOT_I32 + S_REASON, CLOSE_REASONS.indexOf(reason));
       Atomics.sub(header, H_LIVE, 1);
       Atomics.add(header, H_CLOSING, 1);
+      this.#expiry?.delete(slot);
+      this.#idlest?.delete(slot);
+      this.#count(Atomics.load(words, slot * SLOT_I32 + S_OWNER), 0, 1, 0);
       this.#askOwner(slot, gen, reason);
       return true;
     }
@@ -545,9 +634,95 @@ export class MemoryStore implements SessionStore {
   }
 
   /**
-   * The soonest moment one of `slots` could free up on its own: an idle or
-   * lifetime deadline, a busy timeout ending, or the watchdog replacing the
-   * stuck thread that owns it (`stuck`: threads and how long they have been silent).
+   * Retry-After for a refusal at the global cap, without looking at every
+   * slot: at once if a slot of a thread that can answer is closing; else the
+   * soonest of the watchdog replacing a stuck thread that holds slots, the end
+   * of a busy protection the victim search met (`busyUntil`), and the soonest
+   * idle or lifetime deadline (the expiry index's top, brought up to date).
+   * O(stuck threads) + amortised O(log n).
+   */
+  #fullRetryAfter(now: number, stuck: ReadonlyMap<number, number>, busyUntil: number): number {
+    const stallMs = this.table.stallTimeoutMs;
+    let soonest = busyUntil - now;
+    let stuckClosing = 0;
+    for (const [owner, silent] of stuck) {
+      const counts = this.#owners.get(owner);
+      if (!counts || counts.occupied === 0) continue;
+      stuckClosing += counts.closing;
+      // Nothing of a stuck thread frees up before the thread is replaced (if ever).
+      if (stallMs > 0) soonest = Math.min(soonest, stallMs - silent);
+    }
+    if (Atomics.load(this.table.views.header, H_CLOSING) > stuckClosing) return MIN_RETRY_AFTER_MS;
+    soonest = Math.min(soonest, this.#soonestExpiry(now) - now);
+    if (!Number.isFinite(soonest)) return NO_DEADLINE_RETRY_MS;
+    return Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_AFTER_MS, soonest));
+  }
+
+  /**
+   * A lower bound on when the live slot can expire (idle or lifetime), from
+   * its times now. Last-seen only moves later, so it stays a lower bound
+   * whatever requests do next: a busy slot is not idle before its protection
+   * ends, and a request ending later touches last-seen, so not before now +
+   * idle either way.
+   */
+  #expiryKey(slot: number, now: number): number {
+    const { idleTimeoutMs, maxLifetimeMs, busyTimeoutMs } = this.#opts;
+    const times = this.table.views.times;
+    const tbase = slot * SLOT_I64;
+    let key =
+      maxLifetimeMs > 0 ? Number(Atomics.load(times, tbase + T_CREATED)) + maxLifetimeMs : Number.POSITIVE_INFINITY;
+    if (idleTimeoutMs > 0) {
+      let idleAt = Number(Atomics.load(times, tbase + T_LAST_SEEN)) + idleTimeoutMs;
+      if (wordInflight(Atomics.load(this.table.views.words, slot * SLOT_I32 + S_STATE)) > 0) {
+        const busyEnds = Number(Atomics.load(times, tbase + T_BUSY_SINCE)) + busyTimeoutMs;
+        idleAt = Math.min(Math.max(idleAt, busyEnds), now + idleTimeoutMs);
+      }
+      key = Math.min(key, idleAt);
+    }
+    return key;
+  }
+
+  /** The soonest idle or lifetime deadline of a live slot, or Infinity: the expiry index's top, brought up to date. */
+  #soonestExpiry(now: number): number {
+    const heap = this.#expiry;
+    if (!heap) return Number.POSITIVE_INFINITY;
+    for (let slot = heap.peek(); slot >= 0; slot = heap.peek()) {
+      const key = this.#expiryKey(slot, now);
+      if (key <= heap.key(slot)) return heap.key(slot);
+      heap.set(slot, key);
+    }
+    return Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * Expires every live slot whose deadline has come: pops the expiry index
+   * while its top is due; a top that is not expired after all (its session
+   * was active since) goes back with its new bound, always later than now.
+   * O(log n) per slot expired or re-keyed; nothing else is looked at.
+   */
+  #expireDue(now: number): void {
+    const heap = this.#expiry;
+    if (!heap) return;
+    const words = this.table.views.words;
+    for (let slot = heap.peek(); slot >= 0 && heap.key(slot) <= now; slot = heap.peek()) {
+      const word = Atomics.load(words, slot * SLOT_I32 + S_STATE);
+      if (wordState(word) !== ST_LIVE) {
+        heap.delete(slot);
+        continue;
+      }
+      const expired = this.table.expiry(slot, word, now);
+      // A successful close takes the slot out of the index.
+      if (expired && this.#beginClose(slot, expired, now, expired === 'lifetime')) continue;
+      // Not expired at `now` (times are whole ms): its deadline is at least now + 1.
+      heap.set(slot, Math.max(now + 1, this.#expiryKey(slot, now)));
+    }
+  }
+
+  /**
+   * The soonest moment one of a client's `slots` could free up on its own: an
+   * idle or lifetime deadline, a busy timeout ending, or the watchdog replacing
+   * the stuck thread that owns it (`stuck`: threads and how long they have
+   * been silent). O(slots), at most the client's cap.
    */
   #retryAfter(slots: Iterable<number>, now: number, stuck: ReadonlyMap<number, number>): number {
     const { words, times } = this.table.views;
@@ -606,6 +781,9 @@ export class MemoryStore implements SessionStore {
     if (state === ST_CLOSING) Atomics.sub(header, H_CLOSING, 1);
     else Atomics.sub(header, H_LIVE, 1);
     Atomics.sub(header, H_OCCUPIED, 1);
+    this.#expiry?.delete(ref.slot);
+    this.#idlest?.delete(ref.slot);
+    this.#count(owner, -1, state === ST_CLOSING ? -1 : 0, 0);
     this.#unlink(ref.slot);
     this.#meta[ref.slot] = undefined;
     if (options.refund && meta?.rateToken) this.#rate?.refund(meta.rateToken);
@@ -654,30 +832,13 @@ export class MemoryStore implements SessionStore {
     this.table.releaseLane(owner);
   }
 
+  /**
+   * Expires every session whose idle or lifetime deadline has passed (also
+   * run from a timer). O(log n) per session expired or found active since its
+   * deadline was indexed; sessions not yet due are not looked at.
+   */
   sweep(): void {
-    const { idleTimeoutMs, maxLifetimeMs } = this.#opts;
-    if (idleTimeoutMs === 0 && maxLifetimeMs === 0) {
-      this.#nextDeadline = Number.POSITIVE_INFINITY;
-      return;
-    }
-    const { words, times } = this.table.views;
-    const now = this.table.now();
-    let next = Number.POSITIVE_INFINITY;
-    for (let slot = 0; slot < this.table.capacity; slot++) {
-      const word = Atomics.load(words, slot * SLOT_I32 + S_STATE);
-      if (wordState(word) !== ST_LIVE) continue;
-      const expired = this.table.expiry(slot, word, now);
-      if (expired && this.#beginClose(slot, expired, now, expired === 'lifetime')) continue;
-      const tbase = slot * SLOT_I64;
-      if (maxLifetimeMs > 0) next = Math.min(next, Number(Atomics.load(times, tbase + T_CREATED)) + maxLifetimeMs);
-      if (idleTimeoutMs > 0) next = Math.min(next, Number(Atomics.load(times, tbase + T_LAST_SEEN)) + idleTimeoutMs);
-    }
-    this.#nextDeadline = next;
-  }
-
-  /** Sweeps only when a session may have expired since the last sweep. */
-  #sweepIfDue(now: number): void {
-    if (now >= this.#nextDeadline) this.sweep();
+    this.#expireDue(this.table.now());
   }
 
   // ---- clients (per-client limits), broker-only ---------------------------------
@@ -710,15 +871,25 @@ export class MemoryStore implements SessionStore {
         head: -1,
         tail: -1,
         rate: rate ? new RateWindow(new Float64Array(rate.max), rate.windowMs) : undefined,
+        seq: 0,
+        heapIndex: -1,
       };
     }
+    entry.seq = this.#clientSeq++;
     this.#clients.set(key, entry);
     return entry;
   }
 
+  /** Adds to a client's count (sessions plus reservations) and keeps its place among the heaviest. */
+  #clientCount(entry: ClientEntry, delta: number): void {
+    entry.count += delta;
+    if (entry.count > 0) this.#heaviest.update(entry);
+    else this.#heaviest.delete(entry);
+  }
+
   /** One session (or reservation) of the client is gone; an entry holding nothing becomes idle. */
   #clientDone(entry: ClientEntry): void {
-    entry.count--;
+    this.#clientCount(entry, -1);
     if (entry.count > 0 || this.#clients.get(entry.key) !== entry) return;
     this.#clients.delete(entry.key);
     this.#idleClients.set(entry.key, entry);
