@@ -174,7 +174,7 @@ export class MemoryStore implements SessionStore {
    * Live slots by a lower bound on when each can expire (idle or lifetime);
    * undefined when neither timeout is on. Last-seen times move later behind
    * the broker's back, never earlier, so a key is re-checked when it comes
-   * due: the slot expires, or goes back with its new bound. See ADR 15.
+   * due: the slot expires, or goes back with its new bound. See ADR 16.
    */
   readonly #expiry: SlotHeap | undefined;
   /**
