@@ -8,22 +8,10 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseServeArgs } from '../dist/main/cli/args.js';
-import { connect } from './helpers.js';
-
-const CLI = fileURLToPath(new URL('../dist/main/cli/main.js', import.meta.url));
+import { CLI, connect, firstLine } from './helpers.js';
 
 function run(args: string[]): ChildProcess {
   return spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-async function firstLine(child: ChildProcess): Promise<string> {
-  let buffer = '';
-  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
-    buffer += chunk.toString();
-    const newline = buffer.indexOf('\n');
-    if (newline >= 0) return buffer.slice(0, newline);
-  }
-  throw new Error(`no output; exit ${child.exitCode}`);
 }
 
 async function outcome(args: string[]) {

@@ -1,4 +1,6 @@
+import type { ChildProcess } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
@@ -176,4 +178,18 @@ export async function threadOf(url: string, sessionId: string): Promise<number> 
   const match = /"threadId\\":(\d+)/.exec(text);
   if (!match) throw new Error(`no thread id in ${text}`);
   return Number(match[1]);
+}
+
+/** The built command line (`mcp-session-broker`). */
+export const CLI = fileURLToPath(new URL('../dist/main/cli/main.js', import.meta.url));
+
+/** The first line a child process prints on stdout (the CLI's URL, once it is ready). */
+export async function firstLine(child: ChildProcess): Promise<string> {
+  let buffer = '';
+  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+    buffer += chunk.toString();
+    const newline = buffer.indexOf('\n');
+    if (newline >= 0) return buffer.slice(0, newline);
+  }
+  throw new Error(`no output; exit ${child.exitCode}`);
 }

@@ -4,7 +4,7 @@
  * Only a client that reads nothing for the stall timeout is cut off, and its
  * session survives.
  */
-import { request } from 'node:http';
+import { type ClientRequest, request } from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { LATEST_PROTOCOL_VERSION, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -25,6 +25,19 @@ function textOf(result: unknown): string {
   return content[0]?.text ?? '';
 }
 
+/** A raw POST to a session, its body still to be written. */
+function sessionRequest(url: string, sessionId: string): ClientRequest {
+  return request(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: ACCEPT,
+      'mcp-session-id': sessionId,
+      'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
+    },
+  });
+}
+
 /** POSTs a tools/call over raw HTTP and reads the answer at about `bytesPerSecond`. */
 function slowCall(
   url: string,
@@ -34,15 +47,7 @@ function slowCall(
 ): Promise<{ status: number; body: string; complete: boolean }> {
   const body = JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: args });
   return new Promise((resolve, reject) => {
-    const req = request(url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: ACCEPT,
-        'mcp-session-id': sessionId,
-        'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
-      },
-    });
+    const req = sessionRequest(url, sessionId);
     req.on('error', reject);
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
@@ -174,15 +179,7 @@ describe('a client that reads nothing', () => {
       params: { name: 'flood', arguments: { count: 4000, size: 10_000 } },
     });
     const started = Date.now();
-    const req = request(s.url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: ACCEPT,
-        'mcp-session-id': sessionId,
-        'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
-      },
-    });
+    const req = sessionRequest(s.url, sessionId);
     req.on('error', () => undefined);
     let received = 0;
     let ended = false;
@@ -236,15 +233,7 @@ describe('a tool sending to a client that reads nothing', () => {
     const s = served;
     const { sessionId } = await rawInitialize(s.url);
     if (!sessionId) throw new Error('no session');
-    const req = request(s.url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: ACCEPT,
-        'mcp-session-id': sessionId,
-        'mcp-protocol-version': LATEST_PROTOCOL_VERSION,
-      },
-    });
+    const req = sessionRequest(s.url, sessionId);
     req.on('error', () => undefined);
     req.on('response', (res) => {
       res.pause();

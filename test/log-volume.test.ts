@@ -2,24 +2,11 @@
  * Clients that go away are not errors: a thousand aborted uploads are counted
  * (`mcp_client_aborts_total`) and write nothing to stderr, quiet or not.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { until } from './helpers.js';
-
-const CLI = fileURLToPath(new URL('../dist/main/cli/main.js', import.meta.url));
-
-async function firstLine(child: ChildProcess): Promise<string> {
-  let buffer = '';
-  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
-    buffer += chunk.toString();
-    const newline = buffer.indexOf('\n');
-    if (newline >= 0) return buffer.slice(0, newline);
-  }
-  throw new Error(`no output; exit ${child.exitCode}`);
-}
+import { CLI, firstLine, until } from './helpers.js';
 
 /** Sends headers and part of a body, then resets the connection. */
 function abortedUpload(url: URL): Promise<void> {
