@@ -578,6 +578,6 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | typeof 
     req.once('end', () => resolve(size > limit ? TOO_LARGE : Buffer.concat(chunks).toString('utf8')));
     // Resolving twice is harmless: whichever comes first wins.
     req.once('error', () => resolve(ABORTED));
-    req.once('close', () => resolve(req.complete ? (size > limit ? TOO_LARGE : ABORTED) : ABORTED));
+    req.once('close', () => resolve(ABORTED));
   });
 }
