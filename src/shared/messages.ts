@@ -1,13 +1,14 @@
 /**
  * Messages between threads, as typed unions per direction.
  *
- *   main --HandlerTask--> handler thread   (piscina task; result: TaskResult)
- *   handler --StreamMessage--> main        (the response body, over a MessagePort)
+ *   main --HandlerTask--> handler thread   (a call on the thread's channel; result: TaskResult)
+ *   handler --StreamMessage--> main        (the response body, on the call's stream)
  *   main --StreamControl--> handler        (credit for backpressure, cancel)
  *   handler --HelloMessage--> main         (once per thread, on parentPort)
  *   broker --OwnerControl--> handler       (comlink: close a session's transport)
  */
 import type { MessagePort } from 'node:worker_threads';
+import type { StreamPort } from './channel.js';
 import type { HttpAnswer } from './jsonrpc.js';
 import type { CloseReason, Refused, SessionRef } from './types.js';
 
@@ -29,7 +30,7 @@ export interface InitializeTask {
   /** The authenticated principal's binding, if any (see AdmitRequest.binding). */
   readonly binding: readonly [number, number] | undefined;
   readonly request: WireRequest;
-  readonly port: MessagePort;
+  readonly port: StreamPort;
 }
 
 /** Hand a request to the session's owner. */
@@ -38,7 +39,7 @@ export interface SessionTask {
   readonly sessionId: string;
   readonly ref: SessionRef;
   readonly request: WireRequest;
-  readonly port: MessagePort;
+  readonly port: StreamPort;
 }
 
 export type HandlerTask = InitializeTask | SessionTask;
@@ -90,6 +91,8 @@ export interface HelloMessage {
   readonly brokerPort: MessagePort;
   /** The broker calls the handler's OwnerControl through this port (comlink). */
   readonly controlPort: MessagePort;
+  /** The thread's channel (`shared/channel.ts`): requests for its sessions come on it. */
+  readonly requestPort: MessagePort;
 }
 
 export function isHelloMessage(value: unknown): value is HelloMessage {

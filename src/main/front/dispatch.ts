@@ -8,23 +8,18 @@
  * piscina replaces it.
  */
 import { availableParallelism } from 'node:os';
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { BrokerHandle } from '../../broker/index.js';
+import { Channel, type ChannelTask, type StreamPort } from '../../shared/channel.js';
 import { BrokerError } from '../../shared/errors.js';
-import {
-  type HandlerTask,
-  isHelloMessage,
-  type StreamLimits,
-  type TaskResult,
-  type WireRequest,
-} from '../../shared/messages.js';
+import { isHelloMessage, type StreamLimits, type TaskResult, type WireRequest } from '../../shared/messages.js';
 import type { SessionRef } from '../../shared/types.js';
 import { deliver, type EventStoreLimits, type HandlerWorkerData, type SessionHost } from '../host/index.js';
 import type { ClientIdentity } from './clients.js';
 
 /** A routed request's answer: its head, and the port its body (if any) arrives on. */
-export type Routed = { readonly result: TaskResult; readonly port: MessagePort } | { readonly busy: true };
+export type Routed = { readonly result: TaskResult; readonly port: StreamPort } | { readonly busy: true };
 
 /** Handler threads lost and replaced, by why: the watchdog ended them (`stalled`), or they exited (`died`). */
 export interface ThreadRestarts {
@@ -40,8 +35,6 @@ export interface Dispatcher {
   session(sessionId: string, ref: SessionRef, owner: number, request: WireRequest): Promise<Routed>;
   close(): Promise<void>;
 }
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 export const defaultThreads = (): number => availableParallelism();
 
@@ -63,10 +56,6 @@ export interface PoolDispatcherOptions {
   readonly onThreadGone: (threadId: number) => void;
 }
 
-/** Per-task queue options: the owner to route to; the balancer notes the thread it chose. */
-type QueueOptions = { readonly owner?: number; chosen?: number };
-type PoolWorker = { readonly id: number; readonly terminating: boolean; readonly destroyed: boolean };
-
 /**
  * How long the watchdog waits for a terminated thread to exit before it frees
  * the thread's sessions anyway: termination stops its JavaScript for good, but
@@ -78,7 +67,8 @@ export class PoolDispatcher implements Dispatcher {
   readonly #pool: Piscina;
   readonly #opts: PoolDispatcherOptions;
   readonly #pending = new Map<number, number>();
-  readonly #live = new Set<number>();
+  /** Each live handler thread's channel: requests go to it and answers come back on it. */
+  readonly #live = new Map<number, Channel>();
   /** Threads the watchdog has terminated, until they are gone. */
   readonly #stalled = new Set<number>();
   readonly #restarts: ThreadRestarts = { stalled: 0, died: 0 };
@@ -109,19 +99,14 @@ export class PoolDispatcher implements Dispatcher {
     this.#pool = new Piscina({
       filename: new URL('../host/handler.js', import.meta.url).href,
       // Fixed size and never idle-reaped: a session lives in exactly one thread.
+      // piscina starts the threads and replaces one that dies; requests do not
+      // go through its task queue but over each thread's channel (ADR 17).
       minThreads: options.threads,
       maxThreads: options.threads,
       idleTimeout: Number.POSITIVE_INFINITY,
       // Idle handler threads hold sessions and SSE streams: they must never park in Atomics.wait.
       atomics: 'disabled',
-      concurrentTasksPerWorker: options.maxPendingPerThread,
-      maxQueue: options.maxPendingPerThread * options.threads,
       workerData,
-      loadBalancer: (task, workers) =>
-        this.#balance(
-          (task as unknown as Record<symbol, QueueOptions | null>)[Piscina.queueOptionsSymbol] ?? null,
-          workers,
-        ),
     });
     let readyCount = 0;
     let resolveReady!: () => void;
@@ -137,7 +122,7 @@ export class PoolDispatcher implements Dispatcher {
         rejectReady(new BrokerError('ERR_INVALID_MODULE', error));
         return;
       }
-      this.#live.add(message.threadId);
+      this.#live.set(message.threadId, new Channel(message.requestPort));
       this.#opts.broker.attach(message.threadId, message.brokerPort, message.controlPort).then(() => {
         readyCount++;
         if (readyCount === options.threads) resolveReady();
@@ -150,7 +135,7 @@ export class PoolDispatcher implements Dispatcher {
       // thread's port closes.
       setImmediate(() => {
         const running = new Set(this.#pool.threads.map((t) => t.threadId).filter((id) => id >= 0));
-        for (const id of [...this.#live]) if (!running.has(id)) this.#gone(id);
+        for (const id of [...this.#live.keys()]) if (!running.has(id)) this.#gone(id);
       });
     });
     this.#pool.on('error', (error: unknown) => {
@@ -164,7 +149,7 @@ export class PoolDispatcher implements Dispatcher {
   }
 
   get threadIds(): readonly number[] {
-    return [...this.#live];
+    return [...this.#live.keys()];
   }
 
   get restarts(): Readonly<ThreadRestarts> {
@@ -173,7 +158,11 @@ export class PoolDispatcher implements Dispatcher {
 
   /** A handler thread is gone (it died, or the watchdog ended it): its sessions are freed. Idempotent. */
   #gone(threadId: number): void {
-    if (!this.#live.delete(threadId)) return;
+    const channel = this.#live.get(threadId);
+    if (!channel) return;
+    this.#live.delete(threadId);
+    // Requests still waiting on it fail now ("Session closed: error"), if the port has not closed already.
+    channel.close();
     this.#pending.delete(threadId);
     if (this.#closing) return;
     // A thread the watchdog ended was counted when it was ended.
@@ -185,7 +174,7 @@ export class PoolDispatcher implements Dispatcher {
   #watch(): void {
     if (this.#closing) return;
     const table = this.#opts.broker.index;
-    for (const threadId of this.#live) {
+    for (const threadId of this.#live.keys()) {
       if (this.#stalled.has(threadId)) continue;
       const silentMs = table.heartbeatAge(threadId);
       if (silentMs === undefined || silentMs <= this.#opts.stallTimeoutMs) continue;
@@ -213,39 +202,31 @@ export class PoolDispatcher implements Dispatcher {
     this.#gone(threadId);
   }
 
-  #balance<W extends PoolWorker>(queue: QueueOptions | null, workers: W[]): W | null {
-    const chosen = this.#choose(queue, workers);
-    if (chosen && queue && queue.chosen === undefined) {
-      queue.chosen = chosen.id;
-      this.#pending.set(chosen.id, (this.#pending.get(chosen.id) ?? 0) + 1);
-    }
-    return chosen;
+  /** Threads that can take a request now: live, not being ended by the watchdog. */
+  #usable(): number[] {
+    return [...this.#live.keys()].filter((id) => !this.#stalled.has(id));
   }
 
-  #choose<W extends PoolWorker>(queue: QueueOptions | null, workers: W[]): W | null {
-    let usable = workers.filter((w) => !w.terminating && !w.destroyed && !this.#stalled.has(w.id));
-    if (usable.length === 0) return null;
-    if (queue?.owner !== undefined) {
-      // Requests go to the session's owner. If it just died, any thread will do:
-      // it does not know the session and answers 404.
-      return usable.find((w) => w.id === queue.owner) ?? usable[0] ?? null;
-    }
-    // A new session goes to the thread with the fewest live sessions (transports
-    // plus admissions on their way), among the threads that can answer now;
-    // ties are broken round-robin.
+  /**
+   * A new session goes to the thread with the fewest live sessions (transports
+   * plus admissions on their way), among the threads that can answer now;
+   * ties are broken round-robin.
+   */
+  #chooseForNew(): number | undefined {
+    let usable = this.#usable();
     const table = this.#opts.broker.index;
     const stuck = table.unresponsiveThreads();
-    if (stuck.size > 0 && usable.some((w) => !stuck.has(w.id))) usable = usable.filter((w) => !stuck.has(w.id));
+    if (stuck.size > 0 && usable.some((id) => !stuck.has(id))) usable = usable.filter((id) => !stuck.has(id));
+    if (usable.length === 0) return undefined;
     const start = this.#roundRobin++ % usable.length;
-    let best = null;
+    let best: number | undefined;
     let bestLoad = Number.POSITIVE_INFINITY;
     for (let i = 0; i < usable.length; i++) {
-      const worker = usable[(start + i) % usable.length];
-      if (!worker) continue;
-      const load = table.transportsOf(worker.id) + (this.#pending.get(worker.id) ?? 0);
+      const id = usable[(start + i) % usable.length] as number;
+      const load = table.transportsOf(id) + (this.#pending.get(id) ?? 0);
       if (load < bestLoad) {
         bestLoad = load;
-        best = worker;
+        best = id;
       }
     }
     return best;
@@ -257,40 +238,37 @@ export class PoolDispatcher implements Dispatcher {
     const stuck = this.#opts.broker.index.unresponsiveThreads();
     if (
       this.#live.size > 0 &&
-      [...this.#live].every(
+      [...this.#live.keys()].every(
         (id) =>
           (this.#pending.get(id) ?? 0) >= this.#opts.maxPendingPerThread || stuck.has(id) || this.#stalled.has(id),
       )
     ) {
       return { busy: true };
     }
-    return this.#run({ kind: 'initialize', clientKey: client.key, binding: client.binding, request }, undefined);
+    const threadId = this.#chooseForNew();
+    if (threadId === undefined) throw new BrokerError('ERR_THREAD_GONE', 'no handler thread is running');
+    return this.#run(threadId, { kind: 'initialize', clientKey: client.key, binding: client.binding, request });
   }
 
   async session(sessionId: string, ref: SessionRef, owner: number, request: WireRequest): Promise<Routed> {
     if ((this.#pending.get(owner) ?? 0) >= this.#opts.maxPendingPerThread) return { busy: true };
-    return this.#run({ kind: 'session', sessionId, ref, request }, owner);
+    // Requests go to the session's owner. If it just died, any thread will do:
+    // it does not know the session and answers 404.
+    const threadId = this.#live.has(owner) && !this.#stalled.has(owner) ? owner : this.#usable()[0];
+    if (threadId === undefined) throw new BrokerError('ERR_THREAD_GONE', 'no handler thread is running');
+    return this.#run(threadId, { kind: 'session', sessionId, ref, request });
   }
 
-  async #run(task: DistributiveOmit<HandlerTask, 'port'>, owner: number | undefined): Promise<Routed> {
-    const channel = new MessageChannel();
-    const queue: QueueOptions = owner === undefined ? {} : { owner };
+  async #run(threadId: number, task: ChannelTask): Promise<Routed> {
+    const channel = this.#live.get(threadId) as Channel;
+    this.#pending.set(threadId, (this.#pending.get(threadId) ?? 0) + 1);
     try {
-      const result = (await this.#pool.run(
-        { ...task, port: channel.port2, [Piscina.queueOptionsSymbol]: queue },
-        { transferList: [channel.port2] },
-      )) as TaskResult;
-      return { result, port: channel.port1 };
-    } catch (error) {
-      channel.port1.close();
-      if (error instanceof Error && /queue/i.test(error.message)) return { busy: true };
-      throw error;
+      return await channel.call(task);
     } finally {
-      const chosen = queue.chosen;
-      if (chosen !== undefined && this.#pending.has(chosen)) {
-        const left = (this.#pending.get(chosen) ?? 1) - 1;
-        if (left > 0) this.#pending.set(chosen, left);
-        else this.#pending.delete(chosen);
+      if (this.#pending.has(threadId)) {
+        const left = (this.#pending.get(threadId) ?? 1) - 1;
+        if (left > 0) this.#pending.set(threadId, left);
+        else this.#pending.delete(threadId);
       }
     }
   }
@@ -298,6 +276,7 @@ export class PoolDispatcher implements Dispatcher {
   async close(): Promise<void> {
     this.#closing = true;
     clearInterval(this.#watchdog);
+    for (const channel of this.#live.values()) channel.close();
     await this.#pool.destroy();
   }
 }

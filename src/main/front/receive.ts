@@ -5,7 +5,7 @@
  * `host/send.ts`).
  */
 import type { ServerResponse } from 'node:http';
-import type { MessagePort } from 'node:worker_threads';
+import type { StreamPort } from '../../shared/channel.js';
 import type { StreamControl, StreamMessage } from '../../shared/messages.js';
 
 /**
@@ -15,7 +15,7 @@ import type { StreamControl, StreamMessage } from '../../shared/messages.js';
  * thread died) before ending it; without them, the response is destroyed.
  */
 export function pipePortToResponse(
-  port: MessagePort,
+  port: StreamPort,
   res: ServerResponse,
   head?: Uint8Array,
   onSenderGone?: () => Uint8Array | undefined,
@@ -49,7 +49,8 @@ export function pipePortToResponse(
     // The start of the body came with the head: it counts against the window like any chunk.
     if (head) write(head);
     else res.flushHeaders();
-    port.on('message', (message: StreamMessage) => {
+    port.on('message', (value) => {
+      const message = value as StreamMessage;
       if (message.type === 'chunk') {
         write(message.data);
       } else if (message.type === 'end') {

@@ -10,10 +10,10 @@
 import { MessageChannel, parentPort, threadId, workerData } from 'node:worker_threads';
 import { expose, wrap } from 'comlink';
 import { type BrokerApi, type IndexDescriptor, openIndex } from '../../broker/index.js';
+import { Channel, type ChannelTask, type StreamPort } from '../../shared/channel.js';
 import { BrokerError } from '../../shared/errors.js';
 import { Answers } from '../../shared/jsonrpc.js';
 import {
-  type HandlerTask,
   HELLO,
   type HelloMessage,
   type OwnerControl,
@@ -76,23 +76,32 @@ try {
 } catch (error) {
   loadError = error instanceof BrokerError ? error.message : String(error);
 }
-const hello: HelloMessage & { error?: string } = {
-  type: HELLO,
-  threadId,
-  brokerPort: toBroker.port2,
-  controlPort: fromBroker.port2,
-  ...(loadError ? { error: loadError } : {}),
-};
-parentPort.postMessage(hello, [toBroker.port2, fromBroker.port2]);
-
-export default async function handle(task: HandlerTask): Promise<TaskResult> {
+/** Serves one request handed to this thread, on whichever channel it came. */
+async function handle(task: ChannelTask, port: StreamPort): Promise<TaskResult> {
   if (!host) {
-    task.port.close();
+    port.close();
     return { kind: 'answer', answer: Answers.internal(`the server module failed to load: ${loadError}`) };
   }
   const dispatched =
     task.kind === 'initialize'
       ? await host.initialize(task.clientKey, task.binding, task.request)
       : await host.request(task.sessionId, task.request);
-  return deliver(dispatched.result, dispatched.body, task.port, data.streamLimits, dispatched.gate);
+  return deliver(dispatched.result, dispatched.body, port, data.streamLimits, dispatched.gate);
+}
+
+const requests = new MessageChannel();
+new Channel(requests.port1, handle);
+const hello: HelloMessage & { error?: string } = {
+  type: HELLO,
+  threadId,
+  brokerPort: toBroker.port2,
+  controlPort: fromBroker.port2,
+  requestPort: requests.port2,
+  ...(loadError ? { error: loadError } : {}),
+};
+parentPort.postMessage(hello, [toBroker.port2, fromBroker.port2, requests.port2]);
+
+/** piscina requires a task function; requests come on the thread's channel instead, never as tasks. */
+export default function noTasks(): never {
+  throw new Error('handler threads take requests on their channel, not as piscina tasks');
 }

@@ -10,7 +10,7 @@
  * for `stallTimeoutMs` while bytes were waiting is cut off.
  */
 import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from 'node:stream/web';
-import type { MessagePort } from 'node:worker_threads';
+import type { StreamPort } from '../../shared/channel.js';
 import type { StreamControl, StreamLimits, StreamMessage, TaskResult } from '../../shared/messages.js';
 
 type ReadResult = ReadableStreamReadResult<Uint8Array>;
@@ -136,7 +136,7 @@ export async function prefetch(body: ReadableStream<Uint8Array>, limit: number):
  */
 export function pumpToPort(
   prefetched: Prefetched,
-  port: MessagePort,
+  port: StreamPort,
   limits: StreamLimits,
   gate: StreamGate | undefined,
 ): void {
@@ -196,7 +196,8 @@ export function pumpToPort(
     }
   };
 
-  port.on('message', (message: StreamControl) => {
+  port.on('message', (value) => {
+    const message = value as StreamControl;
     if (message.type === 'credit') {
       credit += message.bytes;
       clearTimeout(stall);
@@ -241,7 +242,7 @@ export function pumpToPort(
 export async function deliver(
   result: TaskResult,
   body: ReadableStream<Uint8Array> | null,
-  port: MessagePort,
+  port: StreamPort,
   limits: StreamLimits,
   gate?: StreamGate,
 ): Promise<TaskResult> {
