@@ -54,7 +54,8 @@ describe('a channel between two threads', () => {
     const { caller } = pair(async (t, port) => {
       const name = t.kind === 'session' ? t.sessionId : '';
       port.on('message', (m) => {
-        if ((m as { type: string }).type === 'credit') port.postMessage({ type: 'chunk', data: `${name}-after-credit` });
+        if ((m as { type: string }).type === 'credit')
+          port.postMessage({ type: 'chunk', data: `${name}-after-credit` });
       });
       setImmediate(() => {
         for (let i = 0; i < 3; i++) port.postMessage({ type: 'chunk', data: `${name}-${i}` });
@@ -130,7 +131,7 @@ describe('a channel between two threads', () => {
   });
 
   it('fails every waiting call and closes every open stream when the other end goes', async () => {
-    const { caller, owner } = pair(async (t, port) => {
+    const { caller, owner } = pair(async (t) => {
       if (t.kind === 'session' && t.sessionId === 'slow') return new Promise<never>(() => undefined);
       return head(false);
     });

@@ -19,7 +19,7 @@ import type { Socket } from 'node:net';
 import { refusalAnswer } from '../../shared/jsonrpc.js';
 import { MIN_RETRY_AFTER_MS } from '../../shared/types.js';
 import { ClientKeys } from './clients.js';
-import { send } from './session-broker.js';
+import { send } from './front.js';
 
 type ConnectionRefusal = 'connections_full' | 'address_full';
 

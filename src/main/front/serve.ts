@@ -10,6 +10,7 @@ import { BrokerError } from '../../shared/errors.js';
 import { Answers, type HttpAnswer } from '../../shared/jsonrpc.js';
 import { type Authenticate, bearerAuth } from './auth.js';
 import { ConnectionLimiter, FILE_DESCRIPTOR_RESERVE, fileLimit } from './connections.js';
+import { send } from './front.js';
 import { createMetrics } from './metrics.js';
 import {
   type ResolvedServeOptions,
@@ -18,7 +19,7 @@ import {
   type ServeOptions,
 } from './options.js';
 import { checkOrigin, isLoopback, loopbackPolicy, type OriginPolicy } from './origin.js';
-import { SessionBroker, START, send } from './session-broker.js';
+import { SessionBroker, START } from './session-broker.js';
 
 export interface Served {
   /** `http://HOST:PORT/PATH` of the MCP endpoint. */
