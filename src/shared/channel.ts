@@ -298,3 +298,22 @@ export class Channel {
     this.#onClosed?.();
   }
 }
+
+/**
+ * Two linked stream ends on one thread (a request served where it was
+ * received): what one end posts arrives at the other, in order, a microtask
+ * later, with no MessagePort and no wake-up of another thread.
+ */
+export function localPair(): [StreamPort, StreamPort] {
+  let a: ChannelStream | undefined;
+  let b: ChannelStream | undefined;
+  a = new ChannelStream(
+    (m) => queueMicrotask(() => b?.deliver(m)),
+    () => queueMicrotask(() => b?.remoteClosed()),
+  );
+  b = new ChannelStream(
+    (m) => queueMicrotask(() => a?.deliver(m)),
+    () => queueMicrotask(() => a?.remoteClosed()),
+  );
+  return [a, b];
+}

@@ -80,6 +80,82 @@ export interface ConnectionCounters {
   readonly requestsRefused: number;
 }
 
+/**
+ * Connection counts shared by listeners on several threads (each handler
+ * thread listening on the port itself): one server-wide count of open
+ * connections that a listener reserves from before it admits one (so the bound
+ * holds across threads), and each listener's own counters in a row of its
+ * own, summed for metrics. A thread that dies takes its connections with it:
+ * `reclaim(row)` returns its open count to the pool.
+ *
+ * Layout (Int32): [0] open, all rows; then per row: open, closedIdle,
+ * refused connections_full, refused address_full, requestsRefused.
+ */
+export class ConnectionTally {
+  static readonly FIELDS = 5;
+  readonly #counts: Int32Array;
+  readonly #rows: number;
+
+  static create(rows: number): ConnectionTally {
+    return new ConnectionTally(new SharedArrayBuffer(4 * (1 + rows * ConnectionTally.FIELDS)));
+  }
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.#counts = new Int32Array(buffer);
+    this.#rows = (this.#counts.length - 1) / ConnectionTally.FIELDS;
+  }
+
+  get open(): number {
+    return Atomics.load(this.#counts, 0);
+  }
+
+  /** Takes one connection of `max` for `row`: false when all are taken. */
+  reserve(row: number, max: number): boolean {
+    for (;;) {
+      const open = Atomics.load(this.#counts, 0);
+      if (open >= max) return false;
+      if (Atomics.compareExchange(this.#counts, 0, open, open + 1) === open) {
+        Atomics.add(this.#counts, 1 + row * ConnectionTally.FIELDS, 1);
+        return true;
+      }
+    }
+  }
+
+  release(row: number): void {
+    Atomics.sub(this.#counts, 1 + row * ConnectionTally.FIELDS, 1);
+    Atomics.sub(this.#counts, 0, 1);
+  }
+
+  /** Adds to one of a row's counters (1: closedIdle, 2: connections_full, 3: address_full, 4: requestsRefused). */
+  count(row: number, field: 1 | 2 | 3 | 4): void {
+    Atomics.add(this.#counts, 1 + row * ConnectionTally.FIELDS + field, 1);
+  }
+
+  /** A row's listener is gone: the connections it held are no longer open. */
+  reclaim(row: number): void {
+    const held = Atomics.exchange(this.#counts, 1 + row * ConnectionTally.FIELDS, 0);
+    Atomics.sub(this.#counts, 0, held);
+  }
+
+  /** The counters of every row, summed. */
+  counters(maxConnections: number): ConnectionCounters {
+    const sum = (field: number) => {
+      let total = 0;
+      for (let row = 0; row < this.#rows; row++) {
+        total += Atomics.load(this.#counts, 1 + row * ConnectionTally.FIELDS + field);
+      }
+      return total;
+    };
+    return {
+      open: this.open,
+      maxConnections,
+      closedIdle: sum(1),
+      refused: { connections_full: sum(2), address_full: sum(3) },
+      requestsRefused: sum(4),
+    };
+  }
+}
+
 interface Connection {
   readonly socket: Socket;
   readonly address: string;
@@ -110,8 +186,12 @@ export class ConnectionLimiter {
   readonly #refusedCounts = { connections_full: 0, address_full: 0 };
   #requestsRefused = 0;
 
-  constructor(limits: ConnectionLimits) {
+  /** With several listening threads: the shared count, and this listener's row in it. */
+  readonly #shared: { readonly tally: ConnectionTally; readonly row: number } | undefined;
+
+  constructor(limits: ConnectionLimits, shared?: { readonly tally: ConnectionTally; readonly row: number }) {
     this.#limits = limits;
+    this.#shared = shared;
     this.#clients = new ClientKeys({ trustProxy: limits.trustProxy, clientKey: undefined });
   }
 
@@ -151,6 +231,7 @@ export class ConnectionLimiter {
     const tableFull = count === 0 && this.#requestsByAddress.size >= this.#limits.maxConnections;
     if (count >= perAddress || tableFull) {
       this.#requestsRefused++;
+      if (this.#shared) this.#shared.tally.count(this.#shared.row, 4);
       send(res, refusalAnswer({ reason: 'address_full', retryAfterMs: RETRY_AFTER_MS }));
       return false;
     }
@@ -187,13 +268,14 @@ export class ConnectionLimiter {
       }
       this.#closeIdle(victim);
     }
-    if (this.#open.size >= this.#limits.maxConnections) {
+    if (!this.#take()) {
+      // Room is made only from this listener's own idle connections.
       const victim = first(this.#idle);
-      if (!victim) {
+      if (victim) this.#closeIdle(victim);
+      if (!victim || !this.#take()) {
         this.#refuse(socket, 'connections_full');
         return;
       }
-      this.#closeIdle(victim);
     }
     const connection: Connection = { socket, address, active: 0 };
     this.#open.set(socket, connection);
@@ -208,6 +290,12 @@ export class ConnectionLimiter {
       entry.idle.add(connection);
     }
     socket.once('close', () => this.#forget(connection));
+  }
+
+  /** Takes a place for a new connection, server-wide. */
+  #take(): boolean {
+    if (this.#shared) return this.#shared.tally.reserve(this.#shared.row, this.#limits.maxConnections);
+    return this.#open.size < this.#limits.maxConnections;
   }
 
   #markBusy(connection: Connection): void {
@@ -225,11 +313,13 @@ export class ConnectionLimiter {
   #closeIdle(connection: Connection): void {
     this.#forget(connection);
     this.#closedIdle++;
+    if (this.#shared) this.#shared.tally.count(this.#shared.row, 1);
     connection.socket.destroy();
   }
 
   #forget(connection: Connection): void {
     if (!this.#open.delete(connection.socket)) return;
+    if (this.#shared) this.#shared.tally.release(this.#shared.row);
     this.#idle.delete(connection);
     const entry = this.#byAddress.get(connection.address);
     if (!entry) return;
@@ -245,6 +335,7 @@ export class ConnectionLimiter {
    */
   #refuse(socket: Socket, reason: ConnectionRefusal): void {
     this.#refusedCounts[reason]++;
+    if (this.#shared) this.#shared.tally.count(this.#shared.row, reason === 'connections_full' ? 2 : 3);
     if (this.#lingering >= MAX_LINGERING) {
       socket.destroy();
       return;

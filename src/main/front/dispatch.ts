@@ -8,10 +8,9 @@
  * piscina replaces it.
  */
 import { availableParallelism } from 'node:os';
-import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { BrokerHandle } from '../../broker/index.js';
-import { Channel, type ChannelTask, type StreamPort } from '../../shared/channel.js';
+import { Channel, type ChannelTask, localPair, type StreamPort } from '../../shared/channel.js';
 import { BrokerError } from '../../shared/errors.js';
 import { isHelloMessage, type StreamLimits, type TaskResult, type WireRequest } from '../../shared/messages.js';
 import type { SessionRef } from '../../shared/types.js';
@@ -303,9 +302,9 @@ export class LocalDispatcher implements Dispatcher {
   }
 
   async #route(dispatched: Awaited<ReturnType<SessionHost['request']>>): Promise<Routed> {
-    const channel = new MessageChannel();
-    const result = await deliver(dispatched.result, dispatched.body, channel.port2, this.#limits, dispatched.gate);
-    return { result, port: channel.port1 };
+    const [receiving, sending] = localPair();
+    const result = await deliver(dispatched.result, dispatched.body, sending, this.#limits, dispatched.gate);
+    return { result, port: receiving };
   }
 
   async close(): Promise<void> {}

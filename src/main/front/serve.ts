@@ -4,20 +4,15 @@
  * connection limits, DNS-rebinding protection when bound to loopback, and
  * graceful shutdown.
  */
-import { createServer, type IncomingMessage, type Server, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { BrokerError } from '../../shared/errors.js';
-import { Answers, type HttpAnswer } from '../../shared/jsonrpc.js';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Answers } from '../../shared/jsonrpc.js';
 import { type Authenticate, bearerAuth } from './auth.js';
 import { ConnectionLimiter, FILE_DESCRIPTOR_RESERVE, fileLimit } from './connections.js';
 import { send } from './front.js';
+import { createListener, harden, listen, serverOptions } from './listener.js';
 import { createMetrics } from './metrics.js';
-import {
-  type ResolvedServeOptions,
-  resolveServeOptions,
-  resolveSessionBrokerOptions,
-  type ServeOptions,
-} from './options.js';
+import { resolveServeOptions, resolveSessionBrokerOptions, type ServeOptions } from './options.js';
 import { checkOrigin, isLoopback, loopbackPolicy, type OriginPolicy } from './origin.js';
 import { SessionBroker, START } from './session-broker.js';
 
@@ -50,34 +45,15 @@ export async function serve(options: ServeOptions): Promise<Served> {
   // /metrics on the main port also needs the bearer token when auth is on.
   let policy: OriginPolicy = { allowedHosts: undefined, allowedOrigins: undefined };
   const authenticate: Authenticate | undefined = options.auth ? bearerAuth(options.auth) : undefined;
-  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    if (!connections.admit(req, res)) return;
-    const path = (req.url ?? '/').split('?', 1)[0];
-    if (path === opts.path && broker) {
-      void broker.handle(req, res);
-      return;
-    }
-    const forbidden = checkOrigin(req, policy);
-    const probe = req.method === 'GET' ? health(path, broker) : undefined;
-    if (forbidden) {
-      send(res, forbidden);
-    } else if (probe) {
-      sendProbe(res, probe);
-    } else if (!broker) {
-      send(res, Answers.starting());
-    } else if (path === '/metrics' && req.method === 'GET' && opts.metricsPort === undefined) {
-      if (!authenticate) serveMetrics?.(res);
-      else
-        authenticate(req, res).then(
-          (ok) => ok && serveMetrics?.(res),
-          () => send(res, Answers.internal('authentication failed')),
-        );
-    } else {
-      send(res, Answers.notFound());
-    }
-  };
-  const server = harden(createServer(serverOptions(opts), onRequest), opts);
-  connections.attach(server);
+  const server = createListener({
+    opts,
+    connections,
+    front: () => broker,
+    policy: () => policy,
+    status: () => broker?.status ?? 'starting',
+    metrics: (res) => serveMetrics?.(res),
+    authenticate,
+  });
   let metricsServer: Server | undefined;
   let started: SessionBroker | undefined;
   try {
@@ -176,98 +152,4 @@ export async function serve(options: ServeOptions): Promise<Served> {
       return closing;
     },
   };
-}
-
-/**
- * The probes, for a `GET` of `path`: undefined for other paths, `'ok'` for 200,
- * else the 503 answer. `/livez`: the process serves HTTP and can recover on its
- * own (503 only once the broker worker has died: restart it). `/readyz` (and
- * `/healthz`, the same): an initialize sent now can be admitted, so 503 while
- * starting and from the moment a shutdown is asked for.
- */
-function health(path: string | undefined, broker: SessionBroker | undefined): HttpAnswer | 'ok' | undefined {
-  const status = broker?.status ?? 'starting';
-  if (path === '/livez') return status === 'failed' ? Answers.brokerFailed() : 'ok';
-  if (path !== '/readyz' && path !== '/healthz') return undefined;
-  if (status === 'open') return 'ok';
-  return status === 'starting'
-    ? Answers.starting()
-    : status === 'closing'
-      ? Answers.shuttingDown()
-      : Answers.brokerFailed();
-}
-
-function sendProbe(res: ServerResponse, probe: HttpAnswer | 'ok'): void {
-  if (probe !== 'ok') {
-    send(res, probe);
-    return;
-  }
-  res.writeHead(200, { 'content-type': 'text/plain' });
-  res.end('ok\n');
-}
-
-/** Node checks the header and request timeouts on an interval: make it fine enough for them. */
-function serverOptions(opts: ResolvedServeOptions) {
-  const shortest = Math.min(opts.headersTimeoutMs, opts.requestTimeoutMs);
-  return {
-    maxHeaderSize: opts.maxHeaderBytes,
-    connectionsCheckingInterval: Math.min(5_000, Math.max(50, Math.floor(shortest / 4))),
-  };
-}
-
-/**
- * Limits against slow and oversized requests; the errors Node's parser raises
- * are answered with JSON-RPC bodies (400, 408, 431) like every other error.
- */
-function harden(server: Server, opts: ResolvedServeOptions): Server {
-  server.headersTimeout = opts.headersTimeoutMs;
-  server.requestTimeout = opts.requestTimeoutMs;
-  server.keepAliveTimeout = 5_000;
-  server.maxHeadersCount = 100;
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
-    const pending = (socket as Socket & { _httpMessage?: unknown })._httpMessage;
-    if (
-      error.code === 'ERR_HTTP_REQUEST_TIMEOUT' &&
-      pending instanceof ServerResponse &&
-      !pending.headersSent &&
-      socket.writable
-    ) {
-      // A body that did not arrive within the request timeout: answered like slow headers.
-      send(pending, Answers.requestTimeout());
-      pending.once('finish', () => socket.destroySoon());
-      return;
-    }
-    if (!socket.writable || pending) {
-      socket.destroy();
-      return;
-    }
-    const answer =
-      error.code === 'HPE_HEADER_OVERFLOW'
-        ? Answers.headersTooLarge()
-        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? Answers.requestTimeout()
-          : Answers.badRequest('malformed HTTP request');
-    socket.end(rawResponse(answer));
-  });
-  return server;
-}
-
-function rawResponse(answer: HttpAnswer): string {
-  const reason =
-    { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[answer.status] ?? '';
-  const headers = { ...answer.headers, connection: 'close', 'content-length': String(Buffer.byteLength(answer.body)) };
-  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}`);
-  return `HTTP/1.1 ${answer.status} ${reason}\r\n${lines.join('\r\n')}\r\n\r\n${answer.body}`;
-}
-
-function listen(server: Server, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (cause: Error) =>
-      reject(new BrokerError('ERR_LISTEN', `cannot listen on ${host}:${port}: ${cause.message}`, { cause }));
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
 }
