@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { MessageChannel } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { Channel, ChannelClosedError, type ChannelTask, type StreamPort } from '../src/shared/channel.js';
+import { Channel, ChannelClosedError, type ChannelTask, localPair, type StreamPort } from '../src/shared/channel.js';
 import type { TaskResult } from '../src/shared/messages.js';
 
 const task = (sessionId: string): ChannelTask => ({
@@ -144,5 +144,24 @@ describe('a channel between two threads', () => {
     await expect(streamClosed).resolves.toEqual([]);
     expect(caller.open).toBe(0);
     await expect(caller.call(task('after'))).rejects.toBeInstanceOf(ChannelClosedError);
+  });
+
+  it('has a same-thread pair: messages arrive in order, later, and a close reaches the other end', async () => {
+    const [a, b] = localPair();
+    const got: unknown[] = [];
+    const back: unknown[] = [];
+    b.on('message', (m) => got.push(m));
+    a.on('message', (m) => back.push(m));
+    a.postMessage(1);
+    a.postMessage(2);
+    expect(got).toEqual([]);
+    const closed = once(b as unknown as NodeJS.EventEmitter, 'close');
+    a.close();
+    await closed;
+    expect(got).toEqual([1, 2]);
+    // Closed at both ends now: nothing crosses any more.
+    b.postMessage('after close');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(back).toEqual([]);
   });
 });

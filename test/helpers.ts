@@ -118,6 +118,18 @@ export async function inFlight(served: Served, sessionId: string): Promise<void>
   await until(() => served.broker.index.inflight(found.ref) > 0, 5000, 'a request in flight');
 }
 
+/**
+ * Waits until no request of the session is in flight: the server ends a
+ * request (and touches last-seen) when the response closes, which can be just
+ * after the client has read it. Tests on the manual clock wait for it before
+ * moving the clock.
+ */
+export async function settled(served: Served, sessionId: string): Promise<void> {
+  const found = served.broker.index.lookup(sessionId);
+  if (!found.ok) return;
+  await until(() => served.broker.index.inflight(found.ref) === 0, 5000, 'no request in flight');
+}
+
 /** A call's outcome as a string: 'answered', or the error's message (for calls expected to fail). */
 export function outcomeOf(call: Promise<unknown>): Promise<string> {
   return call.then(

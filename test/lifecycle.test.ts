@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Served, SessionClosedEvent } from '../dist/main/index.js';
-import { alive, connect, inFlight, outcomeOf, recordClosed, start, until } from './helpers.js';
+import { alive, connect, inFlight, outcomeOf, recordClosed, settled, start, until } from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -44,6 +44,7 @@ describe('session lifecycle', () => {
     const s = await connect(served.url);
     served.broker.clock.advance(999);
     expect(await alive(served.url, s.sessionId)).toBe(true);
+    await settled(served, s.sessionId);
     served.broker.clock.advance(1_000);
     // No sweep has run on the manual clock yet: the request path alone refuses it.
     expect(await alive(served.url, s.sessionId)).toBe(false);
@@ -57,6 +58,7 @@ describe('session lifecycle', () => {
     const s = await connect(served.url);
     served.broker.clock.advance(499);
     expect(await alive(served.url, s.sessionId)).toBe(true);
+    await settled(served, s.sessionId);
     served.broker.clock.advance(500);
     expect(await alive(served.url, s.sessionId)).toBe(false);
   });

@@ -90,7 +90,9 @@ describe('the HTTP answers of those refusals', () => {
   });
 
   it('answers an initialize whose thread dies before answering 503 owner_gone with Retry-After', async () => {
+    // With per-thread listeners the initialize's connection dies with its thread: nobody is left to answer.
     served = await start({
+      listeners: 'main',
       maxSessions: 2,
       threads: 1,
       module: new URL('./fixtures/exiting-factory.js', import.meta.url),

@@ -129,7 +129,8 @@ describe('startup', () => {
     let polling: ReturnType<typeof pollUntilReady>;
     try {
       polling = pollUntilReady(() => port);
-      served = await serve({ ...options, port: 0 });
+      // The listener thread's window: with per-thread listeners nothing listens before the threads are ready.
+      served = await serve({ ...options, port: 0, listeners: 'main' });
     } finally {
       NetServer.prototype.listen = listen;
     }

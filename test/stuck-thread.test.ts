@@ -48,6 +48,10 @@ function initializeWithin(url: string, ms: number) {
   return Promise.race([rawInitialize(url), sleep(ms).then(() => undefined)]);
 }
 
+// The listener-thread design: the main thread accepts every connection, so a
+// blocked handler thread holds up only its own sessions. With per-thread
+// listeners it also holds up the connections the kernel gave it, until the
+// watchdog replaces it (thread-listeners.test.ts).
 describe('a handler thread whose event loop is blocked', () => {
   it.each([
     ['before the call is answered', {}],
@@ -55,7 +59,7 @@ describe('a handler thread whose event loop is blocked', () => {
   ])(
     'is replaced when a tool blocks it %s: the call fails, its sessions close with reason error, the capacity returns, other threads keep serving',
     async (_when, args) => {
-      served = await start({ maxSessions: 4, threads: 2, evict: 'none', stallTimeoutMs: 1500 });
+      served = await start({ maxSessions: 4, threads: 2, evict: 'none', stallTimeoutMs: 1500, listeners: 'main' });
       const s = served;
       const closed = recordClosed(s);
       const all = await connectInOrder(s, 4);
@@ -102,6 +106,7 @@ describe('a handler thread whose event loop is blocked', () => {
   it('does not hold up an admission at capacity: the oldest session of a thread that can answer is evicted at once', async () => {
     // A watchdog far away: the admission must not depend on it.
     served = await start({
+      listeners: 'main',
       maxSessions: 4,
       threads: 2,
       evict: 'oldest',
@@ -129,6 +134,7 @@ describe('a handler thread whose event loop is blocked', () => {
 
   it('refuses an admission at capacity at once, with 503 and Retry-After, when only its sessions could be evicted', async () => {
     served = await start({
+      listeners: 'main',
       maxSessions: 4,
       threads: 2,
       evict: 'oldest',

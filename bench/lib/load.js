@@ -3,9 +3,12 @@
  * channel), so it never shares an event loop with the server under test.
  * Every job is bounded in count and time. Jobs, as { id, cmd, args }:
  *
- *   cannon { url, kind: 'initialize' | 'call', connections, durationS, amount?, tool?, sessions? }
- *            autocannon: initialize floods (no session id, never DELETE), or
- *            tools/call spread round-robin over the given sessions
+ *   cannon { url, kind: 'initialize' | 'call' | 'own', connections, durationS, amount?, tool?, sessions? }
+ *            autocannon: initialize floods (no session id, never DELETE),
+ *            tools/call spread round-robin over the given sessions, or
+ *            ('own') each connection initializes a session of its own on
+ *            itself and then calls with it, as a client with a keep-alive
+ *            connection does (its initialize and initialized are not counted)
  *   open   { url, count, concurrency }   sessions a client would hold (initialize + initialized)
  *   check  { url, sessionId, tool }      one tools/call, its text (a correctness check)
  *   clients { url, clients, perClient }  N clients, each M sequential raw initializes (fetch)
@@ -17,6 +20,7 @@ import {
   callBody,
   callTool,
   INITIALIZE_BODY,
+  INITIALIZED_BODY,
   initialize,
   openSession,
   POST_HEADERS,
@@ -46,6 +50,8 @@ function summarize(result, extra = {}) {
 }
 
 function cannon({ url, kind, connections, durationS = 3, amount, tool, sessions, timeoutS = 30, maxDurationS }) {
+  // Requests that set a connection up ('own': initialize, initialized), not counted as calls.
+  let setupCount = 0;
   const options = {
     url,
     connections: amount === undefined ? connections : Math.min(connections, amount),
@@ -73,13 +79,49 @@ function cannon({ url, kind, connections, durationS = 3, amount, tool, sessions,
         },
       },
     ];
+  } else if (kind === 'own') {
+    if (!CALLS[tool]) throw new Error(`unknown tool ${tool}`);
+    let next = 0;
+    const calls = {
+      method: 'POST',
+      setupRequest: (request, context) => {
+        next++;
+        request.headers = sessionHeaders(context.sessionId);
+        request.body = callBody(tool, next);
+        return request;
+      },
+    };
+    // A connection runs through the list once per run: its session, then calls on it.
+    options.requests = [
+      {
+        method: 'POST',
+        headers: POST_HEADERS,
+        body: INITIALIZE_BODY,
+        onResponse: (_status, _body, context, headers) => {
+          context.sessionId = headers['mcp-session-id'] ?? headers['Mcp-Session-Id'];
+        },
+      },
+      {
+        method: 'POST',
+        setupRequest: (request, context) => {
+          request.headers = sessionHeaders(context.sessionId);
+          request.body = INITIALIZED_BODY;
+          return request;
+        },
+      },
+      ...Array.from({ length: 200_000 }, () => calls),
+    ];
+    setupCount = 2 * options.connections;
   } else throw new Error(`unknown kind ${kind}`);
   return new Promise((resolve, reject) => {
     let stopped = false;
     const instance = autocannon(options, (error, result) => {
       clearTimeout(guard);
       if (error) reject(error);
-      else resolve(summarize(result, { stoppedByGuard: stopped }));
+      else if (setupCount > 0) {
+        result['2xx'] -= setupCount;
+        resolve(summarize(result, { stoppedByGuard: stopped, setupRequests: setupCount }));
+      } else resolve(summarize(result, { stoppedByGuard: stopped }));
     });
     // A count-bounded run is also bounded in time.
     const guard = setTimeout(

@@ -14,6 +14,7 @@ export const SYSTEMS = {
       idleTimeoutMs,
       module = new URL('./broker-module.js', import.meta.url).href,
       resumability,
+      listeners,
     } = {}) {
       const { serve } = await import('../../dist/main/index.js');
       const served = await serve({
@@ -26,6 +27,7 @@ export const SYSTEMS = {
         module,
         ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),
         ...(resumability === undefined ? {} : { resumability }),
+        ...(listeners === undefined ? {} : { listeners }),
       });
       return {
         url: served.url,

@@ -93,6 +93,12 @@ export interface HelloMessage {
   readonly controlPort: MessagePort;
   /** The thread's channel (`shared/channel.ts`): requests for its sessions come on it. */
   readonly requestPort: MessagePort;
+  /** The thread's lane in the session index (-1 when it failed to start). */
+  readonly lane: number;
+  /** Per-thread listeners: main controls the thread's listener through this port (comlink). */
+  readonly listenerPort: MessagePort;
+  /** Per-thread listeners: the thread asks main for `/metrics` through this port (comlink). */
+  readonly mainPort: MessagePort;
 }
 
 export function isHelloMessage(value: unknown): value is HelloMessage {
@@ -104,3 +110,6 @@ export interface OwnerControl {
   /** Closes the session's transport; resolves once it is closed (or was already gone). */
   close(ref: SessionRef, reason: CloseReason): Promise<void>;
 }
+
+/** The status word main keeps for handler threads that listen themselves (Int32[0] of a SharedArrayBuffer). */
+export const LISTEN_STATUS = { starting: 0, open: 1, closing: 2, failed: 3 } as const;

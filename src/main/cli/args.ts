@@ -24,6 +24,10 @@ Flags:
                            the whole server down (--stall-timeout needs threads)
   --stall-timeout DURATION replace a handler thread whose event loop is blocked this long; its
                            sessions close with reason error; 0 = off (default 30s)
+  --listeners WHO          threads: every handler thread accepts connections itself (reusePort,
+                           Node >= 22.12 on Linux); main: the main thread accepts them all; auto:
+                           threads where possible (not with --auth, --max-connections-per-address
+                           or --threads 0), else main (default auto)
   --max-sessions N         most live sessions (default ${CLI_DEFAULT_MAX_SESSIONS})
   --evict POLICY           oldest | idlest | none (default oldest)
   --rate N/DURATION        most sessions created per window, e.g. 20/1m (default: no limit)
@@ -75,6 +79,7 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       path: { type: 'string' },
       threads: { type: 'string' },
       'stall-timeout': { type: 'string' },
+      listeners: { type: 'string' },
       'max-sessions': { type: 'string' },
       evict: { type: 'string' },
       rate: { type: 'string' },
@@ -125,6 +130,7 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   const threads = int('threads', values.threads);
   if (threads !== undefined) options.threads = threads;
   if (values['stall-timeout'] !== undefined) options.stallTimeoutMs = parseDuration(values['stall-timeout']);
+  if (values.listeners !== undefined) options.listeners = values.listeners as 'auto' | 'threads' | 'main';
   if (values.evict !== undefined) options.evict = values.evict as EvictionPolicy;
   if (values.rate !== undefined) options.rate = parseRate(values.rate);
   if (values['idle-timeout'] !== undefined) options.idleTimeoutMs = parseDuration(values['idle-timeout']);
@@ -190,6 +196,7 @@ const FLAG_OF_OPTION: Record<string, string> = {
   busyTimeoutMs: '--busy-timeout',
   threads: '--threads',
   stallTimeoutMs: '--stall-timeout',
+  listeners: '--listeners',
   maxBodyBytes: '--max-body',
   maxInFlightPerSession: '--max-in-flight',
   maxConnections: '--max-connections',

@@ -80,29 +80,33 @@ export interface ConnectionCounters {
   readonly requestsRefused: number;
 }
 
+/** The front's counters a `FrontTally` row also holds (see `FrontCounters`). */
+const FRONT_FIELDS = { queueFull: 5, clientAborts: 6, inFlightLimited: 7, handedOff: 8 } as const;
+
 /**
- * Connection counts shared by listeners on several threads (each handler
- * thread listening on the port itself): one server-wide count of open
- * connections that a listener reserves from before it admits one (so the bound
- * holds across threads), and each listener's own counters in a row of its
- * own, summed for metrics. A thread that dies takes its connections with it:
- * `reclaim(row)` returns its open count to the pool.
+ * Counts shared by listeners on several threads (each handler thread listening
+ * on the server's port itself): one server-wide count of open connections that
+ * a listener reserves from before it admits one, so the bound holds across
+ * threads; and each listener's own counters (connections and the front's) in a
+ * row of its own, summed for metrics. A thread that dies takes its connections
+ * with it: `reclaim(row)` returns its open count.
  *
- * Layout (Int32): [0] open, all rows; then per row: open, closedIdle,
- * refused connections_full, refused address_full, requestsRefused.
+ * Layout (Int32): [0] open, all rows; then per row: open, closedIdle, refused
+ * connections_full, refused address_full, requestsRefused, and the front's
+ * queueFull, clientAborts, inFlightLimited, handedOff.
  */
-export class ConnectionTally {
-  static readonly FIELDS = 5;
+export class FrontTally {
+  static readonly FIELDS = 9;
   readonly #counts: Int32Array;
   readonly #rows: number;
 
-  static create(rows: number): ConnectionTally {
-    return new ConnectionTally(new SharedArrayBuffer(4 * (1 + rows * ConnectionTally.FIELDS)));
+  static create(rows: number): FrontTally {
+    return new FrontTally(new SharedArrayBuffer(4 * (1 + rows * FrontTally.FIELDS)));
   }
 
   constructor(readonly buffer: SharedArrayBuffer) {
     this.#counts = new Int32Array(buffer);
-    this.#rows = (this.#counts.length - 1) / ConnectionTally.FIELDS;
+    this.#rows = (this.#counts.length - 1) / FrontTally.FIELDS;
   }
 
   get open(): number {
@@ -115,44 +119,66 @@ export class ConnectionTally {
       const open = Atomics.load(this.#counts, 0);
       if (open >= max) return false;
       if (Atomics.compareExchange(this.#counts, 0, open, open + 1) === open) {
-        Atomics.add(this.#counts, 1 + row * ConnectionTally.FIELDS, 1);
+        Atomics.add(this.#counts, this.#at(row, 0), 1);
         return true;
       }
     }
   }
 
   release(row: number): void {
-    Atomics.sub(this.#counts, 1 + row * ConnectionTally.FIELDS, 1);
+    Atomics.sub(this.#counts, this.#at(row, 0), 1);
     Atomics.sub(this.#counts, 0, 1);
   }
 
-  /** Adds to one of a row's counters (1: closedIdle, 2: connections_full, 3: address_full, 4: requestsRefused). */
+  /** Adds one to a row's connection counter (1: closedIdle, 2: connections_full, 3: address_full, 4: requestsRefused). */
   count(row: number, field: 1 | 2 | 3 | 4): void {
-    Atomics.add(this.#counts, 1 + row * ConnectionTally.FIELDS + field, 1);
+    Atomics.add(this.#counts, this.#at(row, field), 1);
+  }
+
+  /** A front counter of one row (only that row's thread writes it). */
+  read(row: number, name: keyof typeof FRONT_FIELDS): number {
+    return Atomics.load(this.#counts, this.#at(row, FRONT_FIELDS[name]));
+  }
+
+  write(row: number, name: keyof typeof FRONT_FIELDS, value: number): void {
+    Atomics.store(this.#counts, this.#at(row, FRONT_FIELDS[name]), value);
   }
 
   /** A row's listener is gone: the connections it held are no longer open. */
   reclaim(row: number): void {
-    const held = Atomics.exchange(this.#counts, 1 + row * ConnectionTally.FIELDS, 0);
+    const held = Atomics.exchange(this.#counts, this.#at(row, 0), 0);
     Atomics.sub(this.#counts, 0, held);
   }
 
-  /** The counters of every row, summed. */
-  counters(maxConnections: number): ConnectionCounters {
-    const sum = (field: number) => {
-      let total = 0;
-      for (let row = 0; row < this.#rows; row++) {
-        total += Atomics.load(this.#counts, 1 + row * ConnectionTally.FIELDS + field);
-      }
-      return total;
-    };
+  /** The connection counters of every row, summed. */
+  connections(maxConnections: number): ConnectionCounters {
     return {
       open: this.open,
       maxConnections,
-      closedIdle: sum(1),
-      refused: { connections_full: sum(2), address_full: sum(3) },
-      requestsRefused: sum(4),
+      closedIdle: this.#sum(1),
+      refused: { connections_full: this.#sum(2), address_full: this.#sum(3) },
+      requestsRefused: this.#sum(4),
     };
+  }
+
+  /** The front counters of every row, summed. */
+  front(): Record<keyof typeof FRONT_FIELDS, number> {
+    return {
+      queueFull: this.#sum(FRONT_FIELDS.queueFull),
+      clientAborts: this.#sum(FRONT_FIELDS.clientAborts),
+      inFlightLimited: this.#sum(FRONT_FIELDS.inFlightLimited),
+      handedOff: this.#sum(FRONT_FIELDS.handedOff),
+    };
+  }
+
+  #at(row: number, field: number): number {
+    return 1 + row * FrontTally.FIELDS + field;
+  }
+
+  #sum(field: number): number {
+    let total = 0;
+    for (let row = 0; row < this.#rows; row++) total += Atomics.load(this.#counts, this.#at(row, field));
+    return total;
   }
 }
 
@@ -187,9 +213,9 @@ export class ConnectionLimiter {
   #requestsRefused = 0;
 
   /** With several listening threads: the shared count, and this listener's row in it. */
-  readonly #shared: { readonly tally: ConnectionTally; readonly row: number } | undefined;
+  readonly #shared: { readonly tally: FrontTally; readonly row: number } | undefined;
 
-  constructor(limits: ConnectionLimits, shared?: { readonly tally: ConnectionTally; readonly row: number }) {
+  constructor(limits: ConnectionLimits, shared?: { readonly tally: FrontTally; readonly row: number }) {
     this.#limits = limits;
     this.#shared = shared;
     this.#clients = new ClientKeys({ trustProxy: limits.trustProxy, clientKey: undefined });

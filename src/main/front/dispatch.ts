@@ -8,14 +8,25 @@
  * piscina replaces it.
  */
 import { availableParallelism } from 'node:os';
+import { MessageChannel } from 'node:worker_threads';
+import { expose, type Remote, transfer, wrap } from 'comlink';
 import { Piscina } from 'piscina';
 import type { BrokerHandle } from '../../broker/index.js';
 import { Channel, type ChannelTask, localPair, type StreamPort } from '../../shared/channel.js';
 import { BrokerError } from '../../shared/errors.js';
-import { isHelloMessage, type StreamLimits, type TaskResult, type WireRequest } from '../../shared/messages.js';
+import {
+  type HelloMessage,
+  isHelloMessage,
+  type StreamLimits,
+  type TaskResult,
+  type WireRequest,
+} from '../../shared/messages.js';
+import { endpoint } from '../../shared/rpc.js';
 import type { SessionRef } from '../../shared/types.js';
-import { deliver, type EventStoreLimits, type HandlerWorkerData, type SessionHost } from '../host/index.js';
+import { deliver, type EventStoreLimits, type SessionHost } from '../host/index.js';
+import type { HandlerWorkerData, MainControl, ThreadControl, ThreadListenConfig } from '../thread/index.js';
 import type { ClientIdentity } from './clients.js';
+import type { OriginPolicy } from './origin.js';
 
 /** A routed request's answer: its head, and the port its body (if any) arrives on. */
 export type Routed = { readonly result: TaskResult; readonly port: StreamPort } | { readonly busy: true };
@@ -52,7 +63,19 @@ export interface PoolDispatcherOptions {
   /** A handler thread whose heartbeat is older than this (real ms) is terminated and replaced; 0 = never. */
   readonly stallTimeoutMs: number;
   /** A handler thread is gone, dead or ended by the watchdog (not at shutdown). */
-  readonly onThreadGone: (threadId: number) => void;
+  readonly onThreadGone: (threadId: number, lane: number) => void;
+  /** Set when the handler threads listen on the port themselves (per-thread listeners). */
+  readonly listen: ThreadListenConfig | undefined;
+  /** Answers a listening thread's `/metrics`. */
+  readonly metrics: MainControl['metrics'];
+}
+
+/** A live handler thread, as the dispatcher knows it. */
+interface LiveThread {
+  readonly channel: Channel;
+  readonly lane: number;
+  /** Its listener (per-thread listeners only). */
+  readonly listener: Remote<ThreadControl> | undefined;
 }
 
 /**
@@ -66,8 +89,10 @@ export class PoolDispatcher implements Dispatcher {
   readonly #pool: Piscina;
   readonly #opts: PoolDispatcherOptions;
   readonly #pending = new Map<number, number>();
-  /** Each live handler thread's channel: requests go to it and answers come back on it. */
-  readonly #live = new Map<number, Channel>();
+  /** Each live handler thread: its channel (requests go to it, answers come back on it). */
+  readonly #live = new Map<number, LiveThread>();
+  /** Per-thread listeners: where they listen, once they do (a replacement thread listens there too). */
+  #listening: { readonly port: number; readonly host: string; policy: OriginPolicy | undefined } | undefined;
   /** Threads the watchdog has terminated, until they are gone. */
   readonly #stalled = new Set<number>();
   readonly #restarts: ThreadRestarts = { stalled: 0, died: 0 };
@@ -88,6 +113,7 @@ export class PoolDispatcher implements Dispatcher {
     this.#opts = options;
     const workerData: HandlerWorkerData = {
       index: options.broker.index.descriptor,
+      listen: options.listen,
       module: options.module,
       enableJsonResponse: options.enableJsonResponse,
       factoryTimeoutMs: options.factoryTimeoutMs,
@@ -96,7 +122,7 @@ export class PoolDispatcher implements Dispatcher {
       resumeBytes: options.resumeBytes,
     };
     this.#pool = new Piscina({
-      filename: new URL('../host/handler.js', import.meta.url).href,
+      filename: new URL('../thread/handler.js', import.meta.url).href,
       // Fixed size and never idle-reaped: a session lives in exactly one thread.
       // piscina starts the threads and replaces one that dies; requests do not
       // go through its task queue but over each thread's channel (ADR 17).
@@ -121,11 +147,18 @@ export class PoolDispatcher implements Dispatcher {
         rejectReady(new BrokerError('ERR_INVALID_MODULE', error));
         return;
       }
-      this.#live.set(message.threadId, new Channel(message.requestPort));
-      this.#opts.broker.attach(message.threadId, message.brokerPort, message.controlPort).then(() => {
-        readyCount++;
-        if (readyCount === options.threads) resolveReady();
-      }, rejectReady);
+      const thread = this.#welcome(message);
+      this.#opts.broker
+        .attach(message.threadId, message.brokerPort, message.controlPort)
+        .then(() => {
+          if (readyCount < options.threads) return;
+          // A replacement thread (after the first ones were ready): it listens where the others do.
+          return this.#listenAgain(message.threadId, thread);
+        })
+        .then(() => {
+          readyCount++;
+          if (readyCount === options.threads) resolveReady();
+        }, rejectReady);
     });
     this.#pool.on('workerDestroy', () => {
       // piscina emits this before it drops the worker from `threads` (and a dead
@@ -147,6 +180,78 @@ export class PoolDispatcher implements Dispatcher {
     }
   }
 
+  /**
+   * A thread said hello: its channel, and with per-thread listeners its
+   * listener, wired to every other live thread's by a channel of their own.
+   */
+  #welcome(message: HelloMessage): LiveThread {
+    const listener = this.#opts.listen ? wrap<ThreadControl>(endpoint(message.listenerPort)) : undefined;
+    if (listener) expose({ metrics: () => this.#opts.metrics() } satisfies MainControl, endpoint(message.mainPort));
+    else {
+      message.listenerPort.close();
+      message.mainPort.close();
+    }
+    const thread: LiveThread = { channel: new Channel(message.requestPort), lane: message.lane, listener };
+    if (listener) {
+      for (const [otherId, other] of this.#live) {
+        if (!other.listener) continue;
+        const { port1, port2 } = new MessageChannel();
+        void listener.addPeer(otherId, transfer(port1, [port1])).catch(() => undefined);
+        void other.listener.addPeer(message.threadId, transfer(port2, [port2])).catch(() => undefined);
+      }
+    }
+    this.#live.set(message.threadId, thread);
+    return thread;
+  }
+
+  /** A replacement thread listens and opens where the others do (if they already do). */
+  async #listenAgain(threadId: number, thread: LiveThread): Promise<void> {
+    const at = this.#listening;
+    if (!thread.listener || !at) return;
+    try {
+      await thread.listener.listen(at.port, at.host);
+      if (at.policy) await thread.listener.open(at.policy);
+    } catch (error) {
+      console.error(`[mcp-session-broker] handler thread ${threadId} cannot listen:`, error);
+    }
+  }
+
+  /**
+   * Per-thread listeners: every thread listens on `port` (0: the first one
+   * picks a free port, the others join it); resolves with the port. They
+   * answer 503 starting until `open`.
+   */
+  async listen(port: number, host: string): Promise<number> {
+    const threads = [...this.#live.values()].filter((t) => t.listener);
+    const [first, ...rest] = threads;
+    if (!first?.listener) throw new BrokerError('ERR_LISTEN', 'no handler thread can listen');
+    const bound = await first.listener.listen(port, host);
+    this.#listening = { port: bound, host, policy: undefined };
+    await Promise.all(rest.map((t) => t.listener?.listen(bound, host)));
+    return bound;
+  }
+
+  /** Per-thread listeners: every thread serves the MCP path from now on, under `policy`. */
+  async open(policy: OriginPolicy): Promise<void> {
+    if (this.#listening) this.#listening.policy = policy;
+    await Promise.all([...this.#live.values()].map((t) => t.listener?.open(policy)));
+  }
+
+  /** Per-thread listeners: every thread stops accepting connections and closes its idle ones. */
+  async stopListening(): Promise<void> {
+    await Promise.all([...this.#live.values()].map((t) => t.listener?.stop().catch(() => undefined)));
+  }
+
+  /** Per-thread listeners: every thread lets its POSTs finish (up to `timeoutMs`). */
+  async drain(timeoutMs: number): Promise<void> {
+    await Promise.all([...this.#live.values()].map((t) => t.listener?.drain(timeoutMs).catch(() => undefined)));
+  }
+
+  /** Per-thread listeners: every thread lets its open responses end for up to `ms`, then closes its connections. */
+  async flush(ms: number): Promise<void> {
+    await Promise.all([...this.#live.values()].map((t) => t.listener?.flush(ms).catch(() => undefined)));
+  }
+
   get threadIds(): readonly number[] {
     return [...this.#live.keys()];
   }
@@ -157,16 +262,16 @@ export class PoolDispatcher implements Dispatcher {
 
   /** A handler thread is gone (it died, or the watchdog ended it): its sessions are freed. Idempotent. */
   #gone(threadId: number): void {
-    const channel = this.#live.get(threadId);
-    if (!channel) return;
+    const thread = this.#live.get(threadId);
+    if (!thread) return;
     this.#live.delete(threadId);
     // Requests still waiting on it fail now ("Session closed: error"), if the port has not closed already.
-    channel.close();
+    thread.channel.close();
     this.#pending.delete(threadId);
     if (this.#closing) return;
     // A thread the watchdog ended was counted when it was ended.
     if (!this.#stalled.delete(threadId)) this.#restarts.died++;
-    this.#opts.onThreadGone(threadId);
+    this.#opts.onThreadGone(threadId, thread.lane);
   }
 
   /** The watchdog: terminates every thread whose heartbeat is older than the stall timeout. */
@@ -259,7 +364,7 @@ export class PoolDispatcher implements Dispatcher {
   }
 
   async #run(threadId: number, task: ChannelTask): Promise<Routed> {
-    const channel = this.#live.get(threadId) as Channel;
+    const channel = (this.#live.get(threadId) as LiveThread).channel;
     this.#pending.set(threadId, (this.#pending.get(threadId) ?? 0) + 1);
     try {
       return await channel.call(task);
@@ -275,7 +380,7 @@ export class PoolDispatcher implements Dispatcher {
   async close(): Promise<void> {
     this.#closing = true;
     clearInterval(this.#watchdog);
-    for (const channel of this.#live.values()) channel.close();
+    for (const thread of this.#live.values()) thread.channel.close();
     await this.#pool.destroy();
   }
 }

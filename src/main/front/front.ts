@@ -43,6 +43,8 @@ export interface FrontCounters {
   clientAborts: number;
   /** 429: the session already had `maxInFlightPerSession` requests in flight. */
   inFlightLimited: number;
+  /** Requests passed from the thread that received them to their session's owner thread (per-thread listeners only). */
+  handedOff: number;
 }
 
 /**

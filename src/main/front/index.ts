@@ -5,7 +5,12 @@
  * puts a node:http server around it; `SessionBroker` is the embeddable handler.
  */
 export { type AuthOptions, loadAuth } from './auth.js';
-export type { ThreadRestarts } from './dispatch.js';
+// For the handler threads that listen themselves (src/main/thread), not part of the package's API.
+export { type ClientIdentity, ClientKeys } from './clients.js';
+export { ConnectionLimiter, FrontTally } from './connections.js';
+export type { Dispatcher, Routed, ThreadRestarts } from './dispatch.js';
+export { Front, type FrontCounters, type FrontOptions, send } from './front.js';
+export { createListener, type ListenerOptions, listen } from './listener.js';
 export { type BrokerMetrics, createMetrics } from './metrics.js';
 export {
   resolveServeOptions,
@@ -13,5 +18,6 @@ export {
   type ServeOptions,
   type SessionBrokerOptions,
 } from './options.js';
+export type { OriginPolicy } from './origin.js';
 export { type Served, serve } from './serve.js';
 export { SessionBroker, type SessionBrokerEvents } from './session-broker.js';

@@ -118,6 +118,14 @@ export function createMetrics(broker: SessionBroker, connections?: { counters():
     },
   });
   new Counter({
+    name: 'mcp_requests_handed_off_total',
+    help: 'Requests passed from the handler thread that received them to the thread that owns their session (per-thread listeners; 0 otherwise)',
+    registers: [registry],
+    collect() {
+      mirror(this, {}, 'handed_off', broker.frontCounters.handedOff, seen);
+    },
+  });
+  new Counter({
     name: 'mcp_requests_rejected_total',
     help: 'Requests refused by the HTTP front that are not admissions, by reason (in_flight_limited: a session at its in-flight limit, address_full: a forwarded address at its limit; both 429)',
     labelNames: ['reason'],

@@ -383,6 +383,19 @@ export interface ServeOptions extends SessionBrokerOptions {
    * @default no bound
    */
   maxConnectionsPerAddress?: number;
+  /**
+   * Who accepts connections. `threads`: every handler thread listens on the
+   * port itself (`reusePort`; Node >= 22.12 on Linux): a request of a session
+   * the receiving thread owns, and every initialize, is served with no hop
+   * between threads; a request of a session another thread owns is passed to
+   * it. `main`: the main thread accepts every connection and passes each
+   * request to its session's thread. `auto`: `threads` where it is available
+   * and the options allow it (handler threads, no `auth`, `clientKey` or
+   * `maxConnectionsPerAddress`: these need one place that sees every
+   * connection, or functions that cannot cross threads), else `main`.
+   * @default 'auto'
+   */
+  listeners?: 'auto' | 'threads' | 'main';
 }
 
 export interface ResolvedServeOptions {
@@ -397,6 +410,8 @@ export interface ResolvedServeOptions {
   readonly maxHeaderBytes: number;
   readonly maxConnections: number;
   readonly maxConnectionsPerAddress: number | undefined;
+  /** Whether the handler threads listen themselves (resolved from `listeners`). */
+  readonly threadListeners: boolean;
 }
 
 export const SERVE_DEFAULTS = {
@@ -451,7 +466,41 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
         : positiveInteger('maxHeaderBytes', options.maxHeaderBytes, 1024 * 1024),
     maxConnections,
     maxConnectionsPerAddress,
+    threadListeners: resolveListeners(options, maxConnectionsPerAddress),
   };
+}
+
+/**
+ * Whether this Node can spread one port's connections over several listening
+ * threads: `reusePort` (SO_REUSEPORT) from Node 22.12 (Node 20 ignores the
+ * option), balanced by the kernel on Linux.
+ */
+export function reusePortAvailable(version = process.versions.node, platform = process.platform): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return platform === 'linux' && (major > 22 || (major === 22 && minor >= 12));
+}
+
+function resolveListeners(options: ServeOptions, maxConnectionsPerAddress: number | undefined): boolean {
+  const listeners = options.listeners ?? 'auto';
+  if (listeners !== 'auto' && listeners !== 'threads' && listeners !== 'main') {
+    throw new TypeError("options.listeners must be 'auto', 'threads' or 'main'");
+  }
+  if (listeners === 'main') return false;
+  const obstacle =
+    options.threads === 0
+      ? 'threads: 0 (no handler threads)'
+      : options.auth !== undefined
+        ? 'auth (its verifier cannot cross threads)'
+        : options.clientKey !== undefined
+          ? 'clientKey (a function cannot cross threads)'
+          : maxConnectionsPerAddress !== undefined
+            ? 'maxConnectionsPerAddress (it needs one listener that sees every connection)'
+            : !reusePortAvailable()
+              ? `Node ${process.versions.node} on ${process.platform} (reusePort needs Node >= 22.12 on Linux)`
+              : undefined;
+  if (obstacle === undefined) return true;
+  if (listeners === 'threads') throw new RangeError(`options.listeners 'threads' is not possible with ${obstacle}`);
+  return false;
 }
 
 /** A module option (path or URL) as a URL string; relative paths resolve against the current directory. */

@@ -14,7 +14,7 @@ import { createListener, harden, listen, serverOptions } from './listener.js';
 import { createMetrics } from './metrics.js';
 import { resolveServeOptions, resolveSessionBrokerOptions, type ServeOptions } from './options.js';
 import { checkOrigin, isLoopback, loopbackPolicy, type OriginPolicy } from './origin.js';
-import { SessionBroker, START } from './session-broker.js';
+import { SessionBroker, START, THREADS_LISTEN, type ThreadsListen } from './session-broker.js';
 
 export interface Served {
   /** `http://HOST:PORT/PATH` of the MCP endpoint. */
@@ -22,7 +22,10 @@ export interface Served {
   /** `http://HOST:PORT/metrics` (on `metricsPort` when set). */
   readonly metricsUrl: string;
   readonly broker: SessionBroker;
-  readonly server: Server;
+  /** The main thread's HTTP server; undefined when the handler threads listen themselves. */
+  readonly server: Server | undefined;
+  /** Who accepts connections: each handler thread (`threads`), or the main thread (`main`). See `listeners`. */
+  readonly listeners: 'threads' | 'main';
   /** Graceful shutdown (see `SessionBroker.close`); resolves when everything has stopped. */
   close(): Promise<void>;
 }
@@ -32,6 +35,15 @@ export async function serve(options: ServeOptions): Promise<Served> {
   // Validated once, before anything listens; the broker starts from the resolved value.
   const brokerOptions = resolveSessionBrokerOptions(options);
   const { trustProxy } = brokerOptions;
+  // The default Host/Origin policy names the port (loopback binds).
+  const policyFor = (port: number): OriginPolicy => {
+    const loopback = isLoopback(opts.host) ? loopbackPolicy(port) : undefined;
+    const cors = options.cors && options.cors !== '*' ? [options.cors] : [];
+    const allowedHosts = options.allowedHosts ?? (loopback?.allowedHosts ? [...loopback.allowedHosts] : undefined);
+    const allowedOrigins =
+      options.allowedOrigins ?? (loopback?.allowedOrigins ? [...loopback.allowedOrigins, ...cors] : undefined);
+    return { allowedHosts: allowedHosts?.map((h) => h.toLowerCase()), allowedOrigins };
+  };
   const connections = new ConnectionLimiter({
     maxConnections: opts.maxConnections,
     maxConnectionsPerAddress: opts.maxConnectionsPerAddress,
@@ -45,6 +57,8 @@ export async function serve(options: ServeOptions): Promise<Served> {
   // /metrics on the main port also needs the bearer token when auth is on.
   let policy: OriginPolicy = { allowedHosts: undefined, allowedOrigins: undefined };
   const authenticate: Authenticate | undefined = options.auth ? bearerAuth(options.auth) : undefined;
+  // With per-thread listeners the handler threads accept the connections and
+  // this server is never listened on.
   const server = createListener({
     opts,
     connections,
@@ -56,27 +70,44 @@ export async function serve(options: ServeOptions): Promise<Served> {
   });
   let metricsServer: Server | undefined;
   let started: SessionBroker | undefined;
+  let url: string;
   try {
-    // The default Host/Origin policy names the port. A known port: the broker
-    // starts first and the port opens ready. Port 0: the port is known only
-    // once listening, so it listens first and answers 503 until ready.
-    if (opts.port === 0) await listen(server, opts.port, opts.host);
-    const port = opts.port === 0 ? (server.address() as AddressInfo).port : opts.port;
-    const loopback = isLoopback(opts.host) ? loopbackPolicy(port) : undefined;
-    const cors = options.cors && options.cors !== '*' ? [options.cors] : [];
-    const allowedHosts = options.allowedHosts ?? (loopback?.allowedHosts ? [...loopback.allowedHosts] : undefined);
-    const allowedOrigins =
-      options.allowedOrigins ?? (loopback?.allowedOrigins ? [...loopback.allowedOrigins, ...cors] : undefined);
-    policy = {
-      allowedHosts: allowedHosts?.map((h) => h.toLowerCase()),
-      allowedOrigins,
-    };
-    started = await SessionBroker[START]({ ...brokerOptions, originPolicy: policy });
-    const metrics = createMetrics(started, connections);
+    let threads: ThreadsListen | undefined;
+    if (opts.threadListeners) {
+      started = await SessionBroker[START](
+        { ...brokerOptions, originPolicy: policy },
+        {
+          // Plain data only: it crosses to the threads.
+          listener: {
+            path: opts.path,
+            metricsPort: opts.metricsPort,
+            maxHeaderBytes: opts.maxHeaderBytes,
+            headersTimeoutMs: opts.headersTimeoutMs,
+            requestTimeoutMs: opts.requestTimeoutMs,
+          },
+          maxConnections: opts.maxConnections,
+        },
+      );
+      threads = started[THREADS_LISTEN];
+      if (!threads) throw new Error('the broker did not start its threads listening');
+    } else {
+      // A known port: the broker starts first and the port opens ready. Port 0:
+      // the port is known only once listening, so it listens first and answers
+      // 503 until ready.
+      if (opts.port === 0) await listen(server, opts.port, opts.host);
+      const port = opts.port === 0 ? (server.address() as AddressInfo).port : opts.port;
+      policy = policyFor(port);
+      started = await SessionBroker[START]({ ...brokerOptions, originPolicy: policy });
+    }
+    const metrics = createMetrics(started, {
+      counters: () => (threads ? threads.connections() : connections.counters()),
+    });
+    const render = async () => ({ contentType: metrics.contentType, text: await metrics.render() });
+    if (threads) threads.renderMetrics = render;
     serveMetrics = (res) => {
-      metrics.render().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': metrics.contentType });
+      render().then(
+        ({ contentType, text }) => {
+          res.writeHead(200, { 'content-type': contentType });
           res.end(text);
         },
         () => send(res, Answers.internal('metrics unavailable')),
@@ -98,10 +129,19 @@ export async function serve(options: ServeOptions): Promise<Served> {
       await listen(metricsServer, opts.metricsPort, opts.host);
       if (isLoopback(opts.host)) metricsPolicy = loopbackPolicy((metricsServer.address() as AddressInfo).port);
     }
-    if (opts.port !== 0) {
-      // Ready before the port opens: the first connection it accepts can initialize.
-      broker = started;
-      await listen(server, opts.port, opts.host);
+    if (threads) {
+      // A known port opens ready; port 0 is known once the first thread listens (503 until open).
+      if (opts.port !== 0) await threads.open(policyFor(opts.port));
+      const port = await threads.listen(opts.port, opts.host);
+      if (opts.port === 0) await threads.open(policyFor(port));
+      url = `${originOf(opts.host, port)}${opts.path}`;
+    } else {
+      if (opts.port !== 0) {
+        // Ready before the port opens: the first connection it accepts can initialize.
+        broker = started;
+        await listen(server, opts.port, opts.host);
+      }
+      url = `${origin(server)}${opts.path}`;
     }
   } catch (error) {
     broker = undefined;
@@ -129,27 +169,36 @@ export async function serve(options: ServeOptions): Promise<Served> {
       ),
     );
   }
-  const origin = (s: Server) => {
-    const address = s.address() as AddressInfo;
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    return `http://${host}:${address.port}`;
-  };
+  const threadsListen = ready[THREADS_LISTEN];
   let closing: Promise<void> | undefined;
   return {
-    url: `${origin(server)}${opts.path}`,
-    metricsUrl: `${origin(metricsServer ?? server)}/metrics`,
+    url,
+    metricsUrl: metricsServer ? `${origin(metricsServer)}/metrics` : `${new URL(url).origin}/metrics`,
     broker: ready,
-    server,
+    server: opts.threadListeners ? undefined : server,
+    listeners: opts.threadListeners ? 'threads' : 'main',
     close() {
       closing ??= (async () => {
         server.close();
         metricsServer?.close();
         server.closeIdleConnections();
-        await ready.close({ timeoutMs: opts.shutdownTimeoutMs });
+        // Closing from this moment (503 shutting down on every thread), while the threads stop accepting.
+        const closed = ready.close({ timeoutMs: opts.shutdownTimeoutMs });
+        await threadsListen?.stop();
+        await closed;
         server.closeAllConnections();
         metricsServer?.closeAllConnections();
       })();
       return closing;
     },
   };
+}
+
+function origin(server: Server): string {
+  const address = server.address() as AddressInfo;
+  return originOf(address.address, address.port);
+}
+
+function originOf(host: string, port: number): string {
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }

@@ -9,17 +9,21 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type BrokerHandle, type SessionIndex, startBroker, startInProcessBroker } from '../../broker/index.js';
 import type { BrokerError } from '../../shared/errors.js';
+import { LISTEN_STATUS } from '../../shared/messages.js';
 import type { BrokerStats, SessionClosedEvent, SessionCreatedEvent, SessionEvent } from '../../shared/types.js';
 import { eventStoreFactory, loadFactory, ResumeBudget, SessionHost } from '../host/index.js';
 import { bearerAuth } from './auth.js';
 import { ClientKeys } from './clients.js';
+import { type ConnectionCounters, FrontTally } from './connections.js';
 import { type Dispatcher, LocalDispatcher, PoolDispatcher, type ThreadRestarts } from './dispatch.js';
 import { Front, type FrontCounters } from './front.js';
+import type { ListenerOptions } from './listener.js';
 import {
   type ResolvedSessionBrokerOptions,
   resolveSessionBrokerOptions,
   type SessionBrokerOptions,
 } from './options.js';
+import type { OriginPolicy } from './origin.js';
 
 /** How long shutdown waits at least for ended streams to flush before destroying what is left. */
 const SHUTDOWN_FLUSH_MS = 1_000;
@@ -42,15 +46,48 @@ function lanesFor(threads: number): number {
 
 /** `SessionBroker[START]`: the start from resolved options, for `serve()` in this folder only. */
 export const START = Symbol('start');
+/** `SessionBroker[THREADS_LISTEN]`: per-thread listeners, for `serve()` in this folder only. */
+export const THREADS_LISTEN = Symbol('threads listen');
+
+/** What `serve()` gives `SessionBroker[START]` for the handler threads to listen themselves. */
+export interface ThreadListenParams {
+  readonly listener: ListenerOptions;
+  readonly maxConnections: number;
+}
+
+/** Per-thread listeners, as `serve()` drives them once the broker is started. */
+export interface ThreadsListen {
+  /** Every thread listens on `port` (0: a free one); resolves with the port. Until `open`: 503 starting. */
+  listen(port: number, host: string): Promise<number>;
+  /** Every thread serves from now on, under `policy`. */
+  open(policy: OriginPolicy): Promise<void>;
+  /** Every thread stops accepting connections and closes its idle ones (the start of `served.close()`). */
+  stop(): Promise<void>;
+  /** The connection counts of every thread, summed. */
+  connections(): ConnectionCounters;
+  /** Where the threads' `/metrics` comes from. */
+  renderMetrics: (() => Promise<{ contentType: string; text: string }>) | undefined;
+}
+
+/** The per-thread listeners' shared state, kept by main. */
+interface Listening {
+  readonly dispatcher: PoolDispatcher;
+  readonly status: Int32Array;
+  readonly tally: FrontTally;
+  readonly maxConnections: number;
+  renderMetrics: ThreadsListen['renderMetrics'];
+}
 
 export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   readonly #broker: BrokerHandle;
   readonly #dispatcher: Dispatcher;
-  readonly #counters: FrontCounters = { queueFull: 0, clientAborts: 0, inFlightLimited: 0 };
+  readonly #counters: FrontCounters = { queueFull: 0, clientAborts: 0, inFlightLimited: 0, handedOff: 0 };
   readonly #front: Front;
   #closing: Promise<void> | undefined;
   #failed: BrokerError | undefined;
   readonly #resumeBudget: ResumeBudget | undefined;
+  /** Set when the handler threads listen themselves (`serve()` with per-thread listeners). */
+  readonly #listening: Listening | undefined;
 
   /** Starts the broker and its handler threads; resolves once every thread is ready. */
   static async create(options: SessionBrokerOptions): Promise<SessionBroker> {
@@ -58,7 +95,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   }
 
   /** Starts from options already validated (`serve()` validates once, before it listens). */
-  static async [START](opts: ResolvedSessionBrokerOptions): Promise<SessionBroker> {
+  static async [START](opts: ResolvedSessionBrokerOptions, listen?: ThreadListenParams): Promise<SessionBroker> {
     // Events reach the broker once it exists; none can fire before (no session exists yet).
     let self: SessionBroker | undefined;
     const onEvent = (event: SessionEvent) => {
@@ -105,9 +142,13 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       onFailure: (error) => {
         if (!self) return;
         self.#failed = error;
+        self.#setListenStatus();
         self.emit('error', error);
       },
     });
+    const status = new Int32Array(new SharedArrayBuffer(4));
+    const tally = listen ? FrontTally.create(lanes) : undefined;
+    let listening: Listening | undefined;
     let dispatcher: PoolDispatcher;
     try {
       dispatcher = await PoolDispatcher.start({
@@ -121,17 +162,42 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         resumeBytes: budget?.buffer,
         maxPendingPerThread: opts.maxPendingPerThread,
         stallTimeoutMs: opts.stallTimeoutMs,
-        onThreadGone: (threadId) => {
-          // Its sessions are gone, and their events with them.
+        onThreadGone: (threadId, lane) => {
+          // Its sessions are gone, and their events with them (and its connections).
           budget?.reclaim(threadId);
+          if (lane >= 0) tally?.reclaim(lane);
           void broker.api.ownerGone(threadId);
+        },
+        listen:
+          listen && tally
+            ? {
+                listener: listen.listener,
+                front: {
+                  cors: opts.cors,
+                  maxBodyBytes: opts.maxBodyBytes,
+                  maxInFlightPerSession: opts.maxInFlightPerSession,
+                },
+                maxConnections: listen.maxConnections,
+                trustProxy: opts.trustProxy,
+                maxPendingPerThread: opts.maxPendingPerThread,
+                status: status.buffer as SharedArrayBuffer,
+                tally: tally.buffer,
+              }
+            : undefined,
+        metrics: async () => {
+          const render = listening?.renderMetrics;
+          if (!render) throw new Error('metrics are not ready');
+          return render();
         },
       });
     } catch (error) {
       await broker.terminate();
       throw error;
     }
-    self = new SessionBroker(opts, broker, dispatcher, budget);
+    if (listen && tally) {
+      listening = { dispatcher, status, tally, maxConnections: listen.maxConnections, renderMetrics: undefined };
+    }
+    self = new SessionBroker(opts, broker, dispatcher, budget, listening);
     return self;
   }
 
@@ -140,8 +206,10 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     broker: BrokerHandle,
     dispatcher: Dispatcher,
     budget: ResumeBudget | undefined,
+    listening?: Listening,
   ) {
     super();
+    this.#listening = listening;
     this.#resumeBudget = budget;
     this.#broker = broker;
     this.#dispatcher = dispatcher;
@@ -202,9 +270,41 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     return { ...this.#dispatcher.restarts };
   }
 
-  /** Listener-side refusal counts (the broker's own are in `stats()`). */
+  /** Listener-side refusal counts (the broker's own are in `stats()`); with per-thread listeners, every thread's summed. */
   get frontCounters(): Readonly<FrontCounters> {
-    return this.#counters;
+    return this.#listening ? this.#listening.tally.front() : this.#counters;
+  }
+
+  /** Per-thread listeners (undefined unless `serve()` started the broker with them). */
+  get [THREADS_LISTEN](): ThreadsListen | undefined {
+    const listening = this.#listening;
+    if (!listening) return undefined;
+    return {
+      listen: (port, host) => listening.dispatcher.listen(port, host),
+      open: async (policy) => {
+        await listening.dispatcher.open(policy);
+        this.#setListenStatus();
+      },
+      stop: () => listening.dispatcher.stopListening(),
+      connections: () => listening.tally.connections(listening.maxConnections),
+      set renderMetrics(render) {
+        listening.renderMetrics = render;
+      },
+      get renderMetrics() {
+        return listening.renderMetrics;
+      },
+    };
+  }
+
+  /** Tells listening threads what `status` says. */
+  #setListenStatus(): void {
+    if (!this.#listening) return;
+    const status = this.status;
+    Atomics.store(
+      this.#listening.status,
+      0,
+      status === 'closing' ? LISTEN_STATUS.closing : status === 'failed' ? LISTEN_STATUS.failed : LISTEN_STATUS.open,
+    );
   }
 
   /** The manual clock (only with `manualClock: true`): ms since the table's epoch, seen by every thread. */
@@ -234,15 +334,20 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
    */
   close(options: { timeoutMs?: number } = {}): Promise<void> {
     this.#closing ??= this.#shutdown(options.timeoutMs ?? 10_000);
+    this.#setListenStatus();
     return this.#closing;
   }
 
   async #shutdown(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    await this.#front.drain(timeoutMs);
+    const listening = this.#listening;
+    if (listening) await listening.dispatcher.drain(timeoutMs);
+    else await this.#front.drain(timeoutMs);
     await this.#broker.api.shutdown(Math.max(100, deadline - Date.now())).catch(() => undefined);
     // Closed transports end their streams (GET included); let those ends reach the clients.
-    await this.#front.flush(Math.max(SHUTDOWN_FLUSH_MS, deadline - Date.now()));
+    const flushMs = Math.max(SHUTDOWN_FLUSH_MS, deadline - Date.now());
+    if (listening) await listening.dispatcher.flush(flushMs);
+    else await this.#front.flush(flushMs);
     await this.#dispatcher.close();
     await this.#broker.terminate();
   }

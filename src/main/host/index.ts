@@ -11,7 +11,7 @@ export {
   ResumeBudget,
 } from './event-store.js';
 export { loadFactory } from './factory.js';
-export type { HandlerWorkerData } from './handler.js';
+
 export { type ServerFactory, type SessionContext, SessionHost } from './host.js';
 export { deliver } from './send.js';
 export { sharedJsonSchemaValidator } from './validator.js';

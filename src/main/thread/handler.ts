@@ -21,10 +21,15 @@ import {
   type TaskResult,
 } from '../../shared/messages.js';
 import { endpoint } from '../../shared/rpc.js';
-import { type EventStoreLimits, eventStoreFactory, ResumeBudget } from './event-store.js';
-import { loadFactory } from './factory.js';
-import { SessionHost } from './host.js';
-import { deliver } from './send.js';
+import {
+  deliver,
+  type EventStoreLimits,
+  eventStoreFactory,
+  loadFactory,
+  ResumeBudget,
+  SessionHost,
+} from '../host/index.js';
+import { type MainControl, startThreadListener, type ThreadListenConfig } from './listen.js';
 
 /** What the listener passes to every handler thread. */
 export interface HandlerWorkerData {
@@ -39,6 +44,8 @@ export interface HandlerWorkerData {
   readonly eventStore: EventStoreLimits | undefined;
   /** The buffer of the process-wide `ResumeBudget` the event stores count their bytes in. */
   readonly resumeBytes: SharedArrayBuffer | undefined;
+  /** Set when handler threads listen on the port themselves (per-thread listeners). */
+  readonly listen: ThreadListenConfig | undefined;
 }
 
 if (!parentPort) throw new Error('the handler must run in a worker thread');
@@ -91,15 +98,33 @@ async function handle(task: ChannelTask, port: StreamPort): Promise<TaskResult> 
 
 const requests = new MessageChannel();
 new Channel(requests.port1, handle);
+// Per-thread listeners: main controls this thread's listener, and this thread asks main for /metrics.
+const toListener = new MessageChannel();
+const toMain = new MessageChannel();
+if (host && data.listen) {
+  const control = startThreadListener({
+    config: data.listen,
+    host,
+    index,
+    threadId,
+    streamLimits: data.streamLimits,
+    serve: handle,
+    main: wrap<MainControl>(endpoint(toMain.port1)),
+  });
+  expose(control, endpoint(toListener.port1));
+}
 const hello: HelloMessage & { error?: string } = {
   type: HELLO,
   threadId,
+  lane: host?.lane ?? -1,
   brokerPort: toBroker.port2,
   controlPort: fromBroker.port2,
   requestPort: requests.port2,
+  listenerPort: toListener.port2,
+  mainPort: toMain.port2,
   ...(loadError ? { error: loadError } : {}),
 };
-parentPort.postMessage(hello, [toBroker.port2, fromBroker.port2, requests.port2]);
+parentPort.postMessage(hello, [toBroker.port2, fromBroker.port2, requests.port2, toListener.port2, toMain.port2]);
 
 /** piscina requires a task function; requests come on the thread's channel instead, never as tasks. */
 export default function noTasks(): never {
