@@ -119,8 +119,11 @@ function cannon({ url, kind, connections, durationS = 3, amount, tool, sessions,
       clearTimeout(guard);
       if (error) reject(error);
       else if (setupCount > 0) {
+        // Calls only, per second of the run asked for: autocannon's own duration also counts the
+        // wait for a few requests still open when the run ends (seconds, with these connections).
         result['2xx'] -= setupCount;
-        resolve(summarize(result, { stoppedByGuard: stopped, setupRequests: setupCount }));
+        const summary = summarize(result, { stoppedByGuard: stopped, setupRequests: setupCount });
+        resolve({ ...summary, rps: result['2xx'] / durationS, autocannonDurationS: result.duration });
       } else resolve(summarize(result, { stoppedByGuard: stopped }));
     });
     // A count-bounded run is also bounded in time.
