@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveAdmissionOptions } from '../dist/broker/index.js';
 import { DEFAULT_MAX_CONNECTIONS, defaultMaxConnections, fileLimit } from '../dist/main/front/connections.js';
-import { resolveServeOptions, resolveSessionBrokerOptions } from '../dist/main/front/options.js';
+import { resolveServeOptions, resolveSessionBrokerOptions, reusePortAvailable } from '../dist/main/front/options.js';
 import { parseDuration, parseRate, SessionBroker, serve } from '../dist/main/index.js';
 
 describe('option validation', () => {
@@ -173,5 +173,31 @@ describe('option validation', () => {
     expect(parseRate('20/1m')).toEqual({ max: 20, windowMs: 60_000 });
     expect(() => parseRate('0/1m')).toThrow(RangeError);
     expect(() => parseRate('20')).toThrow(RangeError);
+  });
+});
+
+describe('who accepts connections', () => {
+  it('knows which Node versions and platforms spread one port over several listeners', () => {
+    expect(reusePortAvailable('20.20.2', 'linux')).toBe(false);
+    expect(reusePortAvailable('22.11.0', 'linux')).toBe(false);
+    expect(reusePortAvailable('22.12.0', 'linux')).toBe(true);
+    expect(reusePortAvailable('23.0.0', 'linux')).toBe(false);
+    expect(reusePortAvailable('23.1.0', 'linux')).toBe(true);
+    expect(reusePortAvailable('24.21.0', 'linux')).toBe(true);
+    expect(reusePortAvailable('24.21.0', 'darwin')).toBe(false);
+  });
+
+  it('refuses a bad listeners value, and listeners: threads where an option needs one listener', () => {
+    expect(() => resolveServeOptions({ maxSessions: 1, listeners: 'all' as 'auto' })).toThrow(
+      "options.listeners must be 'auto', 'threads' or 'main'",
+    );
+    expect(() => resolveServeOptions({ maxSessions: 1, listeners: 'threads', maxConnectionsPerAddress: 4 })).toThrow(
+      /not possible with maxConnectionsPerAddress/,
+    );
+    expect(() => resolveServeOptions({ maxSessions: 1, listeners: 'threads', clientKey: () => 'k' })).toThrow(
+      /not possible with clientKey/,
+    );
+    expect(resolveServeOptions({ maxSessions: 1, listeners: 'main' }).threadListeners).toBe(false);
+    expect(resolveServeOptions({ maxSessions: 1, threads: 0 }).threadListeners).toBe(false);
   });
 });

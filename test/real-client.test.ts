@@ -42,7 +42,10 @@ describe.each([1, 3])('the SDK client with %i handler thread(s)', (threads) => {
       await client.callTool({ name: 'notify', arguments: { text: `hi ${sessionId}` } });
       await until(() => notes.includes(`hi ${sessionId}`), 5000, 'the notification');
     }
-    expect(owners.size).toBe(threads);
+    // The listener thread puts new sessions on the thread with the fewest; with
+    // per-thread listeners a session lives where the kernel sent its initialize.
+    if (served.listeners === 'main') expect(owners.size).toBe(threads);
+    else expect(owners.size).toBeGreaterThanOrEqual(1);
     for (const { transport } of sessions) await transport.terminateSession();
     await until(async () => (await served!.broker.stats()).occupied === 0, 5000, 'all sessions deleted');
     expect(served.broker.transports()).toBe(0);

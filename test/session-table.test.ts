@@ -326,9 +326,14 @@ describe('touch', () => {
 
 describe('enter and leave from several threads at once', () => {
   /** Runs `threads` racers on one session, started together; resolves with what each reports. */
-  async function race(threads: number, limit: number, rounds: number) {
+  async function race(
+    threads: number,
+    limit: number,
+    rounds: number,
+    during?: (id: string, table: SessionTable) => Promise<unknown>,
+  ) {
     const f = fixture();
-    const { ref } = f.publish(1);
+    const { ref, id } = f.publish(1);
     // [0]: the start signal; [1]: requests inside the session right now, counted by the racers.
     const shared = new SharedArrayBuffer(8);
     const workerData = { buffer: f.table.buffer, shared, ref, limit, rounds };
@@ -348,7 +353,8 @@ describe('enter and leave from several threads at once', () => {
     const counts = new Int32Array(shared);
     Atomics.store(counts, 0, 1);
     Atomics.notify(counts, 0);
-    return { f, ref, results: await Promise.all(results) };
+    const seen = await during?.(id, f.table);
+    return { f, ref, results: await Promise.all(results), seen };
   }
 
   it('loses no update: every enter is matched by its leave and the count returns to 0', async () => {
@@ -356,6 +362,23 @@ describe('enter and leave from several threads at once', () => {
     for (const r of results) expect(r.entered).toBe(200_000);
     expect(f.table.inflight(ref)).toBe(0);
     expect(wordState(f.stateOf(1))).toBe(ST_LIVE);
+  });
+
+  it('never fails a lookup of the session while other threads enter and leave it', async () => {
+    // Per-thread listeners look sessions up on one thread while requests enter and leave on others.
+    const { results, seen } = await race(2, INFLIGHT_MASK, 300_000, async (id, table) => {
+      let misses = 0;
+      let lookups = 0;
+      const deadline = Date.now() + 400;
+      while (Date.now() < deadline) {
+        for (let i = 0; i < 1000; i++, lookups++) if (!table.lookup(id).ok) misses++;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      return { misses, lookups };
+    });
+    expect(results.every((r) => r.entered === 300_000)).toBe(true);
+    expect(seen).toMatchObject({ misses: 0 });
+    expect((seen as { lookups: number }).lookups).toBeGreaterThan(10_000);
   });
 
   it('never lets the count past the limit, however the enters interleave', async () => {

@@ -238,9 +238,12 @@ export class SessionTable implements SessionIndex {
     const bound1 = Atomics.load(words, base + S_CLIENT_HASH + 1);
     if ((bound0 | bound1) !== 0) diff |= (bound0 ^ (binding?.[0] ?? 0)) | (bound1 ^ (binding?.[1] ?? 0));
     if (diff !== 0) return { ok: false, miss: 'unknown' };
-    // The state word is checked again by the compare-and-swap in enter(); a
-    // slot recycled between these loads changes its tag and fails there.
-    if (Atomics.load(words, base + S_STATE) !== word) return { ok: false, miss: 'unknown' };
+    // A slot recycled (or closing) between these loads changes its state or its
+    // tag. Only those are compared: the in-flight count in the same word moves
+    // whenever a request of this session enters or leaves on another thread, and
+    // must not make the lookup fail. The compare-and-swap in enter() checks again.
+    const again = Atomics.load(words, base + S_STATE);
+    if (wordState(again) !== ST_LIVE || wordTag(again) !== wordTag(word)) return { ok: false, miss: 'unknown' };
     const expired = this.expiry(slot, word, this.now());
     if (expired) return { ok: false, miss: expired };
     return { ok: true, ref: { slot, gen } };

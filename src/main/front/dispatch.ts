@@ -209,8 +209,9 @@ export class PoolDispatcher implements Dispatcher {
     const at = this.#listening;
     if (!thread.listener || !at) return;
     try {
-      await thread.listener.listen(at.port, at.host);
+      // Open first: the first connection it accepts is served (as with a known port at start).
       if (at.policy) await thread.listener.open(at.policy);
+      await thread.listener.listen(at.port, at.host);
     } catch (error) {
       console.error(`[mcp-session-broker] handler thread ${threadId} cannot listen:`, error);
     }

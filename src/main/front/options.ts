@@ -472,12 +472,14 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
 
 /**
  * Whether this Node can spread one port's connections over several listening
- * threads: `reusePort` (SO_REUSEPORT) from Node 22.12 (Node 20 ignores the
- * option), balanced by the kernel on Linux.
+ * threads: `reusePort` (SO_REUSEPORT) from Node 22.12 and 23.1 (Node 20
+ * ignores the option), balanced by the kernel on Linux.
  */
 export function reusePortAvailable(version = process.versions.node, platform = process.platform): boolean {
   const [major = 0, minor = 0] = version.split('.').map(Number);
-  return platform === 'linux' && (major > 22 || (major === 22 && minor >= 12));
+  // 22.12 on the 22 line, 23.1 on the 23 line, and every later major.
+  const since = major >= 24 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+  return platform === 'linux' && since;
 }
 
 function resolveListeners(options: ServeOptions, maxConnectionsPerAddress: number | undefined): boolean {
