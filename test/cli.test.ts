@@ -68,6 +68,8 @@ describe('mcp-session-broker serve', () => {
     ],
     [['serve', '--stall-timeout', '50ms'], /--stall-timeout must be 0 \(off\) or at least 100 ms/],
     [['serve', '--stall-timeout', 'forever'], /invalid duration "forever"/],
+    [['serve', '--listeners', 'all'], /--listeners must be 'auto', 'threads' or 'main'/],
+    [['serve', '--listeners', 'threads', '--threads', '0'], /--listeners 'threads' is not possible with threads: 0/],
     [['serve', '--resume-bytes', '0'], /--resume-bytes must be a positive integer/],
     [['serve', '--resume-bytes', '2m', '--resume-total', '1m'], /--resume-bytes must not exceed --resume-total/],
     [['serve', '--resume-events', '0', '--resume-total', '1m'], /--resume-bytes and --resume-total need resumability/],
