@@ -82,7 +82,14 @@ describe('large results and the resumability stores', () => {
   });
 
   it('give back the bytes of a handler thread that died', async () => {
-    served = await start({ maxSessions: 4, threads: 2, resumability: { maxBytesPerSession: 2 * MiB } });
+    // The listener thread places the two sessions on the two threads (the fewest first); with
+    // per-thread listeners both would follow the one keep-alive connection fetch reuses.
+    served = await start({
+      maxSessions: 4,
+      threads: 2,
+      resumability: { maxBytesPerSession: 2 * MiB },
+      listeners: 'main',
+    });
     const s = served;
     const sessions: string[] = [];
     for (let i = 0; i < 2; i++) {
