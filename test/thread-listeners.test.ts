@@ -152,6 +152,39 @@ describe.runIf(AVAILABLE)('per-thread listeners', () => {
     expect(ok.text).toContain('still here');
   });
 
+  it('check bearer tokens on every thread with an auth module, and keep a session bound to its principal on all', async () => {
+    const authModule = new URL('./fixtures/auth.js', import.meta.url);
+    served = await start({ maxSessions: 8, threads: 2, authModule });
+    const s = served;
+    expect(s.listeners).toBe('threads');
+    const alice = { authorization: 'Bearer token-alice' };
+    const init = await freshPost(s.url, initializeBody(), alice);
+    const id = init.headers['mcp-session-id'] as string;
+    expect(init.status).toBe(200);
+    const seen = { local: 0, handedOff: 0 };
+    for (let i = 0; i < 60 && (seen.local < 2 || seen.handedOff < 2); i++) {
+      const before = s.broker.frontCounters.handedOff;
+      const answer = await freshPost(s.url, call('echo', { text: `a${i}` }), { ...sessionHeaders(id), ...alice });
+      expect(answer.text).toContain(`a${i}`);
+      if (s.broker.frontCounters.handedOff > before) seen.handedOff++;
+      else seen.local++;
+    }
+    // Both threads checked the binding made on one of them.
+    expect(seen).toMatchObject({ local: expect.any(Number), handedOff: expect.any(Number) });
+    expect(Math.min(seen.local, seen.handedOff)).toBeGreaterThanOrEqual(2);
+    for (let i = 0; i < 6; i++) {
+      const bob = await freshPost(s.url, call('echo', { text: 'b' }), {
+        ...sessionHeaders(id),
+        authorization: 'Bearer token-bob',
+      });
+      expect(bob.status).toBe(404);
+      const none = await freshPost(s.url, call('echo', { text: 'c' }), sessionHeaders(id));
+      expect(none.status).toBe(401);
+    }
+    expect((await fetch(s.metricsUrl)).status).toBe(401);
+    expect((await fetch(s.metricsUrl, { headers: alice })).status).toBe(200);
+  });
+
   it('hold one connection bound across all threads', async () => {
     served = await start({ maxSessions: 4, threads: 2, maxConnections: 3, metricsPort: 0 });
     const s = served;

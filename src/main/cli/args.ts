@@ -26,8 +26,8 @@ Flags:
                            sessions close with reason error; 0 = off (default 30s)
   --listeners WHO          threads: every handler thread accepts connections itself (reusePort,
                            Node >= 22.12 on Linux); main: the main thread accepts them all; auto:
-                           threads where possible (not with --auth, --max-connections-per-address
-                           or --threads 0), else main (default auto)
+                           threads where possible (not with --max-connections-per-address or
+                           --threads 0), else main (default auto)
   --max-sessions N         most live sessions (default ${CLI_DEFAULT_MAX_SESSIONS})
   --evict POLICY           oldest | idlest | none (default oldest)
   --rate N/DURATION        most sessions created per window, e.g. 20/1m (default: no limit)
@@ -65,8 +65,8 @@ Durations: 500ms, 2s, 1m, 4h, 1d.`;
 export class UsageError extends Error {}
 
 /** Turns argv (after the command name) into serve() options. Throws UsageError or RangeError/TypeError. */
-/** serve() options, plus the path of an auth module to load (`--auth`). */
-export type CliServeOptions = ServeOptions & { authModule?: string };
+/** serve() options (`--auth MODULE` is `authModule`). */
+export type CliServeOptions = ServeOptions;
 
 export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'version' {
   const { values, positionals } = parseArgs({
@@ -219,6 +219,7 @@ const FLAG_OF_OPTION: Record<string, string> = {
   allowedHosts: '--allowed-hosts',
   allowedOrigins: '--allowed-origins',
   auth: '--auth',
+  authModule: '--auth',
 };
 
 /** Rewrites an option validation message (`options.maxSessions ...`) in terms of the flags (`--max-sessions ...`). */

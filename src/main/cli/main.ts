@@ -3,7 +3,7 @@
  * The command line: `mcp-session-broker serve [module] [flags]`.
  */
 import { readFileSync } from 'node:fs';
-import { loadAuth, resolveServeOptions, resolveSessionBrokerOptions, serve } from '../front/index.js';
+import { resolveServeOptions, resolveSessionBrokerOptions, serve } from '../front/index.js';
 import { flagMessage, parseServeArgs, USAGE } from './args.js';
 
 function version(): string {
@@ -37,8 +37,7 @@ async function main(argv: string[]): Promise<void> {
   }
   let served: Awaited<ReturnType<typeof serve>>;
   try {
-    const { authModule, ...options } = parsed;
-    served = await serve(authModule === undefined ? options : { ...options, auth: await loadAuth(authModule) });
+    served = await serve(parsed);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`mcp-session-broker: ${message}\n`);

@@ -29,15 +29,18 @@ export interface ClientKeyOptions {
   readonly trustProxy: number;
   /** The app's own key derivation; its result is a key, never a binding. */
   readonly clientKey: ((req: IncomingMessage) => string) | undefined;
+  /** The key of the bindings; every thread that checks them must share it. @default 32 random bytes */
+  readonly secret?: Uint8Array;
 }
 
 export class ClientKeys {
   readonly #opts: ClientKeyOptions;
   /** Per-process secret: bindings cannot be precomputed or collided from outside. */
-  readonly #secret = randomBytes(32);
+  readonly #secret: Uint8Array;
 
   constructor(options: ClientKeyOptions) {
     this.#opts = options;
+    this.#secret = options.secret ?? randomBytes(32);
   }
 
   identify(req: IncomingMessage): ClientIdentity {

@@ -4,7 +4,7 @@
  * rest to the session's owner thread, and writes the answers back. `serve()`
  * puts a node:http server around it; `SessionBroker` is the embeddable handler.
  */
-export { type AuthOptions, loadAuth } from './auth.js';
+export { type Authenticate, type AuthOptions, bearerAuth, loadAuth } from './auth.js';
 // For the handler threads that listen themselves (src/main/thread), not part of the package's API.
 export { type ClientIdentity, ClientKeys } from './clients.js';
 export { ConnectionLimiter, FrontTally } from './connections.js';

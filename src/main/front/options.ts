@@ -4,7 +4,7 @@
 
 import type { IncomingMessage } from 'node:http';
 import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DEFAULT_MAX_REQUEST_BODY_SIZE } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import {
   type AdmissionOptions,
@@ -390,12 +390,20 @@ export interface ServeOptions extends SessionBrokerOptions {
    * between threads; a request of a session another thread owns is passed to
    * it. `main`: the main thread accepts every connection and passes each
    * request to its session's thread. `auto`: `threads` where it is available
-   * and the options allow it (handler threads, no `auth`, `clientKey` or
-   * `maxConnectionsPerAddress`: these need one place that sees every
-   * connection, or functions that cannot cross threads), else `main`.
+   * and the options allow it (handler threads, no `auth` object (use
+   * `authModule`), `clientKey` or `maxConnectionsPerAddress`: these need one
+   * place that sees every connection, or functions that cannot cross
+   * threads), else `main`.
    * @default 'auto'
    */
   listeners?: 'auto' | 'threads' | 'main';
+  /**
+   * Like `auth`, from a module (path or file URL) whose default export is the
+   * verifier (`{ verifyAccessToken(token) }` or `(token) => AuthInfo`): every
+   * handler thread loads it, so per-thread listeners stay available (`auth`,
+   * an object with functions, cannot cross threads). Not with `auth`.
+   */
+  authModule?: string | URL;
 }
 
 export interface ResolvedServeOptions {
@@ -412,6 +420,8 @@ export interface ResolvedServeOptions {
   readonly maxConnectionsPerAddress: number | undefined;
   /** Whether the handler threads listen themselves (resolved from `listeners`). */
   readonly threadListeners: boolean;
+  /** `authModule` as a file path. */
+  readonly authModule: string | undefined;
 }
 
 export const SERVE_DEFAULTS = {
@@ -467,7 +477,22 @@ export function resolveServeOptions(options: ServeOptions): ResolvedServeOptions
     maxConnections,
     maxConnectionsPerAddress,
     threadListeners: resolveListeners(options, maxConnectionsPerAddress),
+    authModule: resolveAuthModule(options),
   };
+}
+
+function resolveAuthModule(options: ServeOptions): string | undefined {
+  const module = options.authModule;
+  if (module === undefined) return undefined;
+  if (options.auth !== undefined) throw new TypeError('options.auth and options.authModule are mutually exclusive');
+  if (module instanceof URL) {
+    if (module.protocol !== 'file:') throw new TypeError('options.authModule must be a path or a file: URL');
+    return fileURLToPath(module);
+  }
+  if (typeof module !== 'string' || module.length === 0) {
+    throw new TypeError('options.authModule must be a path or a file: URL');
+  }
+  return module.startsWith('file:') ? fileURLToPath(module) : module;
 }
 
 /**
@@ -492,7 +517,7 @@ function resolveListeners(options: ServeOptions, maxConnectionsPerAddress: numbe
     options.threads === 0
       ? 'threads: 0 (no handler threads)'
       : options.auth !== undefined
-        ? 'auth (its verifier cannot cross threads)'
+        ? 'auth (its verifier cannot cross threads: use authModule)'
         : options.clientKey !== undefined
           ? 'clientKey (a function cannot cross threads)'
           : maxConnectionsPerAddress !== undefined

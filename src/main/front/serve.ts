@@ -7,7 +7,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Answers } from '../../shared/jsonrpc.js';
-import { type Authenticate, bearerAuth } from './auth.js';
+import { type Authenticate, bearerAuth, loadAuth } from './auth.js';
 import { ConnectionLimiter, FILE_DESCRIPTOR_RESERVE, fileLimit } from './connections.js';
 import { send } from './front.js';
 import { createListener, harden, listen, serverOptions } from './listener.js';
@@ -32,8 +32,11 @@ export interface Served {
 
 export async function serve(options: ServeOptions): Promise<Served> {
   const opts = resolveServeOptions(options);
+  // An auth module is loaded here too: a bad one fails before anything starts, and the
+  // listener thread (when it is the front) and /metrics on the main port use it.
+  const auth = options.auth ?? (opts.authModule === undefined ? undefined : await loadAuth(opts.authModule));
   // Validated once, before anything listens; the broker starts from the resolved value.
-  const brokerOptions = resolveSessionBrokerOptions(options);
+  const brokerOptions = resolveSessionBrokerOptions({ ...options, auth });
   const { trustProxy } = brokerOptions;
   // The default Host/Origin policy names the port (loopback binds).
   const policyFor = (port: number): OriginPolicy => {
@@ -56,7 +59,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
   // Every path obeys the Host/Origin policy (the MCP path through the broker);
   // /metrics on the main port also needs the bearer token when auth is on.
   let policy: OriginPolicy = { allowedHosts: undefined, allowedOrigins: undefined };
-  const authenticate: Authenticate | undefined = options.auth ? bearerAuth(options.auth) : undefined;
+  const authenticate: Authenticate | undefined = auth ? bearerAuth(auth) : undefined;
   // With per-thread listeners the handler threads accept the connections and
   // this server is never listened on.
   const server = createListener({
@@ -86,6 +89,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
             requestTimeoutMs: opts.requestTimeoutMs,
           },
           maxConnections: opts.maxConnections,
+          authModule: opts.authModule,
         },
       );
       threads = started[THREADS_LISTEN];

@@ -5,6 +5,7 @@
  * (unknown session, missing id, bad headers, bad JSON, too large) is answered
  * here; the rest goes to the session's owner thread.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type BrokerHandle, type SessionIndex, startBroker, startInProcessBroker } from '../../broker/index.js';
@@ -53,6 +54,8 @@ export const THREADS_LISTEN = Symbol('threads listen');
 export interface ThreadListenParams {
   readonly listener: ListenerOptions;
   readonly maxConnections: number;
+  /** The auth module every thread loads (a path), when auth is on. */
+  readonly authModule: string | undefined;
 }
 
 /** Per-thread listeners, as `serve()` drives them once the broker is started. */
@@ -147,6 +150,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       },
     });
     const status = new Int32Array(new SharedArrayBuffer(4));
+    // Sessions are bound to principals by a keyed hash: every thread that checks them uses this key.
+    const bindingSecret = new Uint8Array(randomBytes(32));
     const tally = listen ? FrontTally.create(lanes) : undefined;
     let listening: Listening | undefined;
     let dispatcher: PoolDispatcher;
@@ -179,6 +184,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
                 },
                 maxConnections: listen.maxConnections,
                 trustProxy: opts.trustProxy,
+                authModule: listen.authModule,
+                bindingSecret,
                 maxPendingPerThread: opts.maxPendingPerThread,
                 status: status.buffer as SharedArrayBuffer,
                 tally: tally.buffer,

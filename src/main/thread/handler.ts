@@ -21,6 +21,7 @@ import {
   type TaskResult,
 } from '../../shared/messages.js';
 import { endpoint } from '../../shared/rpc.js';
+import { type Authenticate, bearerAuth, loadAuth } from '../front/index.js';
 import {
   deliver,
   type EventStoreLimits,
@@ -101,8 +102,18 @@ new Channel(requests.port1, handle);
 // Per-thread listeners: main controls this thread's listener, and this thread asks main for /metrics.
 const toListener = new MessageChannel();
 const toMain = new MessageChannel();
+let authenticate: Authenticate | undefined;
+if (host && data.listen?.authModule) {
+  try {
+    authenticate = bearerAuth(await loadAuth(data.listen.authModule));
+  } catch (error) {
+    host = undefined;
+    loadError = error instanceof BrokerError ? error.message : String(error);
+  }
+}
 if (host && data.listen) {
   const control = startThreadListener({
+    authenticate,
     config: data.listen,
     host,
     index,

@@ -15,6 +15,7 @@ import { Answers } from '../../shared/jsonrpc.js';
 import { LISTEN_STATUS, type StreamLimits, type WireRequest } from '../../shared/messages.js';
 import type { SessionRef } from '../../shared/types.js';
 import {
+  type Authenticate,
   type ClientIdentity,
   ClientKeys,
   ConnectionLimiter,
@@ -43,6 +44,10 @@ export interface ThreadListenConfig {
   readonly status: SharedArrayBuffer;
   /** The `FrontTally` buffer (a row per lane), also holding the front's counters. */
   readonly tally: SharedArrayBuffer;
+  /** The auth module (a path) every thread loads, when auth is on. */
+  readonly authModule: string | undefined;
+  /** The key of principal bindings, the same on every thread. */
+  readonly bindingSecret: Uint8Array;
 }
 
 /** What main asks of a listening thread (comlink). */
@@ -159,6 +164,8 @@ export interface ThreadListenerParts {
   /** Serves a request another thread hands to this one (the same function main's channel uses). */
   readonly serve: Serve;
   readonly main: MainControl;
+  /** The bearer-token check, loaded from `config.authModule`. */
+  readonly authenticate: Authenticate | undefined;
 }
 
 /** The listening side of a handler thread: its server, its front, its channels to the other threads. */
@@ -189,8 +196,8 @@ export function startThreadListener(parts: ThreadListenerParts): ThreadControl {
       config.maxPendingPerThread,
       counters,
     ),
-    clients: new ClientKeys({ trustProxy: config.trustProxy, clientKey: undefined }),
-    authenticate: undefined,
+    clients: new ClientKeys({ trustProxy: config.trustProxy, clientKey: undefined, secret: config.bindingSecret }),
+    authenticate: parts.authenticate,
     status: statusNow,
     counters,
   });
@@ -215,7 +222,7 @@ export function startThreadListener(parts: ThreadListenerParts): ThreadControl {
     policy: () => policy,
     status: () => (opened ? statusNow() : 'starting'),
     metrics,
-    authenticate: undefined,
+    authenticate: parts.authenticate,
   });
   return {
     addPeer(threadId, port) {
