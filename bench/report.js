@@ -3,7 +3,7 @@
  * (what the benchmark scripts wrote), between the results markers. Run by
  * run.js after a run; `node bench/report.js` renders again without running.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 
 const ORDER = [
@@ -35,22 +35,41 @@ function table({ title, columns, rows, notes = [] }) {
   return out.join('\n');
 }
 
-export async function renderSection() {
+/** The results of one directory: bench/results/ (Node 20), or bench/results/nodeNN/ (another Node; only what was run). */
+async function renderDirectory(subdir, label) {
   const parts = [];
   for (const name of ORDER) {
     let result;
     try {
-      result = JSON.parse(await readFile(new URL(`./results/${name}.json`, import.meta.url), 'utf8'));
+      result = JSON.parse(await readFile(new URL(`./results/${subdir}${name}.json`, import.meta.url), 'utf8'));
     } catch {
-      parts.push(`### ${name}\n\nNo results yet (\`npm run bench -- ${name}\`).`);
+      if (!subdir) parts.push(`### ${name}\n\nNo results yet (\`npm run bench -- ${name}\`).`);
       continue;
     }
     const head =
-      `### ${name}\n\n` +
+      `### ${label}${name}\n\n` +
       `${result.date.slice(0, 16).replace('T', ' ')} UTC, Node ${result.node}, ${result.cores} cores (${result.cpu}), ` +
       `${result.memoryGiB} GiB, load average at start ${result.loadavgAtStart.join(' ')}; ` +
       `${result.elapsedS} s; command: \`${result.command}\``;
     parts.push([head, ...result.tables.map(table)].join('\n\n'));
+  }
+  return parts;
+}
+
+export async function renderSection() {
+  const parts = await renderDirectory('', '');
+  const others = (await readdir(new URL('./results/', import.meta.url), { withFileTypes: true }))
+    .filter((entry) => entry.isDirectory() && /^node\d+$/.test(entry.name))
+    .map((entry) => entry.name)
+    .sort();
+  for (const dir of others) {
+    const version = dir.slice('node'.length);
+    const rendered = await renderDirectory(`${dir}/`, `Node ${version}: `);
+    if (rendered.length === 0) continue;
+    parts.push(
+      `### Results on Node ${version}\n\nRun with \`npx -y node@${version} bench/run.js NAME\` (results in \`results/${dir}/\`); only the benchmarks run there are shown.`,
+      ...rendered,
+    );
   }
   return parts.join('\n\n');
 }

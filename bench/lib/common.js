@@ -73,9 +73,19 @@ export function machine() {
   };
 }
 
-/** Writes bench/results/NAME.json (QUICK runs go to bench/results/tmp/, which git ignores). */
+/**
+ * Where this Node's results go, under bench/results/: the machine's default
+ * Node (20) writes to the top, any other Node to `nodeNN/` (so a run with
+ * `npx -y node@24 bench/run.js` keeps the Node 20 results beside its own).
+ */
+export const RESULTS_SUBDIR = (() => {
+  const major = Number(process.versions.node.split('.')[0]);
+  return major === 20 ? '' : `node${major}/`;
+})();
+
+/** Writes bench/results/[nodeNN/]NAME.json (QUICK runs go to bench/results/tmp/, which git ignores). */
 export async function writeResults(name, data) {
-  const dir = new URL(QUICK ? '../results/tmp/' : '../results/', import.meta.url);
+  const dir = new URL(QUICK ? '../results/tmp/' : `../results/${RESULTS_SUBDIR}`, import.meta.url);
   await mkdir(dir, { recursive: true });
   const file = new URL(`${name}.json`, dir);
   await writeFile(file, `${JSON.stringify({ benchmark: name, ...data }, null, 2)}\n`);
