@@ -1,6 +1,7 @@
 /**
- * Connection limits of the HTTP front. Runs on the main thread (the listener),
- * inside `serve()`'s node:http server.
+ * Connection limits of the HTTP front. Runs inside `serve()`'s node:http
+ * server: on the main thread, or on every handler thread with per-thread
+ * listeners (then the server-wide count is shared: `FrontTally`).
  *
  * Open connections are bounded server-wide (`maxConnections`) and, optionally,
  * per client address (`maxConnectionsPerAddress`). When a new connection would

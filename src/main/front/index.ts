@@ -1,8 +1,10 @@
 /**
- * The HTTP front: runs on the listener thread (the main thread). It answers
- * what it can without a hop (preflight, Host/Origin, auth, limits), routes the
- * rest to the session's owner thread, and writes the answers back. `serve()`
- * puts a node:http server around it; `SessionBroker` is the embeddable handler.
+ * The HTTP front: runs wherever connections are accepted (the main thread
+ * with the listener-thread design, or every handler thread with per-thread
+ * listeners; ADR 17). It answers what it can without a hop (preflight,
+ * Host/Origin, auth, limits), routes the rest to the session's owner thread,
+ * and writes the answers back. `serve()` puts a node:http server around it;
+ * `SessionBroker` is the embeddable handler.
  */
 export { type Authenticate, type AuthOptions, bearerAuth, loadAuth } from './auth.js';
 // For the handler threads that listen themselves (src/main/thread), not part of the package's API.

@@ -1,6 +1,7 @@
 /**
- * The receiving end of response bodies (runs on the listener thread): writes
- * what a session's owner sends over a MessagePort to the HTTP response, and
+ * The receiving end of response bodies (runs on the thread that received the
+ * request): writes what a session's owner sends on the call's stream (a
+ * channel stream, `shared/channel.ts`) to the HTTP response, and
  * grants credit back once the socket has taken the bytes (the sending end is
  * `host/send.ts`).
  */

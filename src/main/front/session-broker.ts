@@ -1,9 +1,9 @@
 /**
  * `SessionBroker`: the MCP endpoint with bounded sessions. It owns the broker
  * (a worker thread, or in-process with `threads: 0`), the handler threads, and
- * the request front: everything the listener can answer without a hop
- * (unknown session, missing id, bad headers, bad JSON, too large) is answered
- * here; the rest goes to the session's owner thread.
+ * the request front of this thread (`front.ts`). With per-thread listeners
+ * (`serve()` only) the handler threads run their own fronts, and this object
+ * starts, drives and stops them.
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';

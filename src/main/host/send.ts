@@ -1,8 +1,8 @@
 /**
  * The sending end of response bodies (runs where a session lives: a handler
  * thread, or the main thread with `threads: 0`). The owner reads the SDK's
- * body and sends it over a MessagePort as the listener grants credit (the
- * receiving end is `front/receive.ts`).
+ * body and sends it on the call's stream as the receiving thread grants
+ * credit (the receiving end is `front/receive.ts`).
  *
  * Nothing is dropped on the way: a stream that cannot send holds its bytes, up
  * to `maxBufferedBytes`, and then the producer itself waits (`StreamGate`: the
