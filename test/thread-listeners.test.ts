@@ -9,7 +9,7 @@
  * (threads); CI runs this file on both.
  */
 import { request } from 'node:http';
-import { connect as netConnect, type Socket } from 'node:net';
+import { type AddressInfo, createServer, connect as netConnect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Served, serve } from '../dist/main/index.js';
 import { ACCEPT, FIXTURE, initializeBody, rawInitialize, start, threadOf, until } from './helpers.js';
@@ -210,42 +210,62 @@ describe.runIf(AVAILABLE)('per-thread listeners', () => {
     expect((await rawInitialize(s.url)).status).toBe(200);
   });
 
-  it('replace a blocked thread, which takes its connections with it; the others and the replacement serve', async () => {
-    served = await serve({ port: 0, log: false, module: FIXTURE, threads: 2, maxSessions: 20, stallTimeoutMs: 1500 });
-    const s = served;
-    // Sessions on both threads.
-    const byThread = new Map<number, string>();
-    for (let i = 0; i < 40 && byThread.size < 2; i++) {
-      const id = await session(s.url);
-      byThread.set(await threadOf(s.url, id), id);
-    }
-    expect(byThread.size).toBe(2);
-    const [[blocked, victim], [healthy, survivor]] = [...byThread] as [[number, string], [number, string]];
-    const spinning = freshPost(s.url, call('spin'), sessionHeaders(victim)).catch((e: Error) => e);
-    await until(() => s.broker.threadRestarts.stalled === 1, 10_000, 'the watchdog');
-    await spinning;
-    // Every request now reaches a live thread: the healthy one, or the replacement listening on the port.
-    for (let i = 0; i < 10; i++) {
-      const answer = await freshPost(s.url, call('echo', { text: `after ${i}` }), sessionHeaders(survivor));
-      expect(answer.text).toContain(`after ${i}`);
-    }
-    expect(await threadOf(s.url, survivor)).toBe(healthy);
-    const gone = await freshPost(s.url, call('echo', { text: 'x' }), sessionHeaders(victim));
-    expect(gone.status).toBe(404);
-    // New sessions land on the replacement too, once it has started and listens: a thread other than the two first.
-    const isNew = (t: number) => t !== healthy && t !== blocked;
-    await until(() => s.broker.threadIds.some(isNew), 15_000, 'the replacement thread');
-    const owners = new Set<number>();
-    const deadline = Date.now() + 15_000;
-    while (![...owners].some(isNew) && Date.now() < deadline) {
-      owners.add(await threadOf(s.url, await session(s.url)));
-    }
-    expect([...owners].some(isNew)).toBe(true);
-  });
+  it.each([
+    ['port 0', false],
+    ['a known port', true],
+  ])(
+    'replace a blocked thread, which takes its connections with it; the others and the replacement serve (%s)',
+    async (_port, known) => {
+      // A known port opens the threads before they listen, port 0 after: the replacement must open either way.
+      const port = known ? await freePort() : 0;
+      served = await serve({ port, log: false, module: FIXTURE, threads: 2, maxSessions: 20, stallTimeoutMs: 1500 });
+      const s = served;
+      // Sessions on both threads.
+      const byThread = new Map<number, string>();
+      for (let i = 0; i < 40 && byThread.size < 2; i++) {
+        const id = await session(s.url);
+        byThread.set(await threadOf(s.url, id), id);
+      }
+      expect(byThread.size).toBe(2);
+      const [[blocked, victim], [healthy, survivor]] = [...byThread] as [[number, string], [number, string]];
+      const spinning = freshPost(s.url, call('spin'), sessionHeaders(victim)).catch((e: Error) => e);
+      await until(() => s.broker.threadRestarts.stalled === 1, 10_000, 'the watchdog');
+      await spinning;
+      // Every request now reaches a live thread: the healthy one, or the replacement listening on the port.
+      for (let i = 0; i < 10; i++) {
+        const answer = await freshPost(s.url, call('echo', { text: `after ${i}` }), sessionHeaders(survivor));
+        expect(answer.text).toContain(`after ${i}`);
+      }
+      expect(await threadOf(s.url, survivor)).toBe(healthy);
+      const gone = await freshPost(s.url, call('echo', { text: 'x' }), sessionHeaders(victim));
+      expect(gone.status).toBe(404);
+      // New sessions land on the replacement too, once it has started and listens: a thread other than the two first.
+      const isNew = (t: number) => t !== healthy && t !== blocked;
+      await until(() => s.broker.threadIds.some(isNew), 15_000, 'the replacement thread');
+      const owners = new Set<number>();
+      const deadline = Date.now() + 15_000;
+      while (![...owners].some(isNew) && Date.now() < deadline) {
+        owners.add(await threadOf(s.url, await session(s.url)));
+      }
+      expect([...owners].some(isNew)).toBe(true);
+    },
+  );
 });
 
 /** Open connections, all threads together, from /metrics on its own port (a scrape there is not one of them). */
 async function openConnections(s: Served): Promise<number> {
   const text = await (await fetch(s.metricsUrl)).text();
   return Number(/^mcp_connections_open (\d+)/m.exec(text)?.[1]);
+}
+
+/** A port free right now (the system's pick, released at once). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
 }

@@ -92,7 +92,9 @@ export class PoolDispatcher implements Dispatcher {
   /** Each live handler thread: its channel (requests go to it, answers come back on it). */
   readonly #live = new Map<number, LiveThread>();
   /** Per-thread listeners: where they listen, once they do (a replacement thread listens there too). */
-  #listening: { readonly port: number; readonly host: string; policy: OriginPolicy | undefined } | undefined;
+  #listening: { readonly port: number; readonly host: string } | undefined;
+  /** Per-thread listeners: the Host/Origin policy they serve under, once open (a replacement opens with it). */
+  #policy: OriginPolicy | undefined;
   /** Threads the watchdog has terminated, until they are gone. */
   readonly #stalled = new Set<number>();
   readonly #restarts: ThreadRestarts = { stalled: 0, died: 0 };
@@ -210,7 +212,7 @@ export class PoolDispatcher implements Dispatcher {
     if (!thread.listener || !at) return;
     try {
       // Open first: the first connection it accepts is served (as with a known port at start).
-      if (at.policy) await thread.listener.open(at.policy);
+      if (this.#policy) await thread.listener.open(this.#policy);
       await thread.listener.listen(at.port, at.host);
     } catch (error) {
       console.error(`[mcp-session-broker] handler thread ${threadId} cannot listen:`, error);
@@ -227,14 +229,15 @@ export class PoolDispatcher implements Dispatcher {
     const [first, ...rest] = threads;
     if (!first?.listener) throw new BrokerError('ERR_LISTEN', 'no handler thread can listen');
     const bound = await first.listener.listen(port, host);
-    this.#listening = { port: bound, host, policy: undefined };
+    this.#listening = { port: bound, host };
     await Promise.all(rest.map((t) => t.listener?.listen(bound, host)));
     return bound;
   }
 
   /** Per-thread listeners: every thread serves the MCP path from now on, under `policy`. */
   async open(policy: OriginPolicy): Promise<void> {
-    if (this.#listening) this.#listening.policy = policy;
+    // Known before or after listen(): serve() opens first for a known port, after for port 0.
+    this.#policy = policy;
     await Promise.all([...this.#live.values()].map((t) => t.listener?.open(policy)));
   }
 
