@@ -11,11 +11,11 @@
 import { request } from 'node:http';
 import { type AddressInfo, createServer, connect as netConnect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { reusePortAvailable } from '../dist/main/front/options.js';
 import { type Served, serve } from '../dist/main/index.js';
 import { ACCEPT, FIXTURE, initializeBody, rawInitialize, start, threadOf, until } from './helpers.js';
 
-const NODE = process.versions.node.split('.').map(Number) as [number, number];
-const AVAILABLE = process.platform === 'linux' && (NODE[0] > 22 || (NODE[0] === 22 && NODE[1] >= 12));
+const AVAILABLE = reusePortAvailable();
 
 let served: Served | undefined;
 const sockets: Socket[] = [];

@@ -48,6 +48,31 @@ export interface Dispatcher {
 
 export const defaultThreads = (): number => availableParallelism();
 
+/** Requests handed to each thread and not yet answered (head not back), by thread id; no entry at 0. */
+export class PendingCounts {
+  readonly #counts = new Map<number, number>();
+
+  of(threadId: number): number {
+    return this.#counts.get(threadId) ?? 0;
+  }
+
+  add(threadId: number): void {
+    this.#counts.set(threadId, this.of(threadId) + 1);
+  }
+
+  /** One answered; a thread already forgotten (gone) stays forgotten. */
+  done(threadId: number): void {
+    const left = this.#counts.get(threadId);
+    if (left === undefined) return;
+    if (left > 1) this.#counts.set(threadId, left - 1);
+    else this.#counts.delete(threadId);
+  }
+
+  forget(threadId: number): void {
+    this.#counts.delete(threadId);
+  }
+}
+
 export interface PoolDispatcherOptions {
   readonly broker: BrokerHandle;
   readonly threads: number;
@@ -88,7 +113,7 @@ const TERMINATE_GRACE_MS = 1_000;
 export class PoolDispatcher implements Dispatcher {
   readonly #pool: Piscina;
   readonly #opts: PoolDispatcherOptions;
-  readonly #pending = new Map<number, number>();
+  readonly #pending = new PendingCounts();
   /** Each live handler thread: its channel (requests go to it, answers come back on it). */
   readonly #live = new Map<number, LiveThread>();
   /** Per-thread listeners: where they listen, once they do (a replacement thread listens there too). */
@@ -271,7 +296,7 @@ export class PoolDispatcher implements Dispatcher {
     this.#live.delete(threadId);
     // Requests still waiting on it fail now ("Session closed: error"), if the port has not closed already.
     thread.channel.close();
-    this.#pending.delete(threadId);
+    this.#pending.forget(threadId);
     if (this.#closing) return;
     // A thread the watchdog ended was counted when it was ended.
     if (!this.#stalled.delete(threadId)) this.#restarts.died++;
@@ -331,7 +356,7 @@ export class PoolDispatcher implements Dispatcher {
     let bestLoad = Number.POSITIVE_INFINITY;
     for (let i = 0; i < usable.length; i++) {
       const id = usable[(start + i) % usable.length] as number;
-      const load = table.transportsOf(id) + (this.#pending.get(id) ?? 0);
+      const load = table.transportsOf(id) + this.#pending.of(id);
       if (load < bestLoad) {
         bestLoad = load;
         best = id;
@@ -347,8 +372,7 @@ export class PoolDispatcher implements Dispatcher {
     if (
       this.#live.size > 0 &&
       [...this.#live.keys()].every(
-        (id) =>
-          (this.#pending.get(id) ?? 0) >= this.#opts.maxPendingPerThread || stuck.has(id) || this.#stalled.has(id),
+        (id) => this.#pending.of(id) >= this.#opts.maxPendingPerThread || stuck.has(id) || this.#stalled.has(id),
       )
     ) {
       return { busy: true };
@@ -359,7 +383,7 @@ export class PoolDispatcher implements Dispatcher {
   }
 
   async session(sessionId: string, ref: SessionRef, owner: number, request: WireRequest): Promise<Routed> {
-    if ((this.#pending.get(owner) ?? 0) >= this.#opts.maxPendingPerThread) return { busy: true };
+    if (this.#pending.of(owner) >= this.#opts.maxPendingPerThread) return { busy: true };
     // Requests go to the session's owner. If it just died, any thread will do:
     // it does not know the session and answers 404.
     const threadId = this.#live.has(owner) && !this.#stalled.has(owner) ? owner : this.#usable()[0];
@@ -369,15 +393,11 @@ export class PoolDispatcher implements Dispatcher {
 
   async #run(threadId: number, task: ChannelTask): Promise<Routed> {
     const channel = (this.#live.get(threadId) as LiveThread).channel;
-    this.#pending.set(threadId, (this.#pending.get(threadId) ?? 0) + 1);
+    this.#pending.add(threadId);
     try {
       return await channel.call(task);
     } finally {
-      if (this.#pending.has(threadId)) {
-        const left = (this.#pending.get(threadId) ?? 1) - 1;
-        if (left > 0) this.#pending.set(threadId, left);
-        else this.#pending.delete(threadId);
-      }
+      this.#pending.done(threadId);
     }
   }
 

@@ -10,7 +10,7 @@ export { type Authenticate, type AuthOptions, bearerAuth, loadAuth } from './aut
 // For the handler threads that listen themselves (src/main/thread), not part of the package's API.
 export { type ClientIdentity, ClientKeys } from './clients.js';
 export { ConnectionLimiter, FrontTally } from './connections.js';
-export type { Dispatcher, Routed, ThreadRestarts } from './dispatch.js';
+export { type Dispatcher, LocalDispatcher, PendingCounts, type Routed, type ThreadRestarts } from './dispatch.js';
 export { Front, type FrontCounters, type FrontOptions, send } from './front.js';
 export { createListener, type ListenerOptions, listen } from './listener.js';
 export { type BrokerMetrics, createMetrics } from './metrics.js';

@@ -10,7 +10,7 @@
 import type { Server, ServerResponse } from 'node:http';
 import type { MessagePort } from 'node:worker_threads';
 import type { SessionIndex } from '../../broker/index.js';
-import { Channel, localPair, type Serve } from '../../shared/channel.js';
+import { Channel, type Serve } from '../../shared/channel.js';
 import { Answers } from '../../shared/jsonrpc.js';
 import { LISTEN_STATUS, type StreamLimits, type WireRequest } from '../../shared/messages.js';
 import type { SessionRef } from '../../shared/types.js';
@@ -26,12 +26,14 @@ import {
   type FrontOptions,
   FrontTally,
   type ListenerOptions,
+  LocalDispatcher,
   listen,
   type OriginPolicy,
+  PendingCounts,
   type Routed,
   send,
 } from '../front/index.js';
-import { deliver, type SessionHost } from '../host/index.js';
+import type { SessionHost } from '../host/index.js';
 
 /** What a handler thread needs to listen itself (part of its workerData). */
 export interface ThreadListenConfig {
@@ -80,14 +82,14 @@ export interface MainControl {
 class ThreadDispatcher implements Dispatcher {
   readonly threadIds: readonly number[];
   readonly restarts = { stalled: 0, died: 0 };
-  readonly #host: SessionHost;
   readonly #me: number;
+  /** This thread's own sessions, served here. */
+  readonly #local: LocalDispatcher;
   readonly #peers: ReadonlyMap<number, Channel>;
-  readonly #limits: StreamLimits;
   readonly #maxPending: number;
   readonly #counters: FrontCounters;
   /** Requests handed to each thread (this one included) and not yet answered. */
-  readonly #pending = new Map<number, number>();
+  readonly #pending = new PendingCounts();
 
   constructor(
     host: SessionHost,
@@ -98,42 +100,31 @@ class ThreadDispatcher implements Dispatcher {
     counters: FrontCounters,
   ) {
     this.threadIds = [me];
-    this.#host = host;
     this.#me = me;
+    this.#local = new LocalDispatcher(host, limits);
     this.#peers = peers;
-    this.#limits = limits;
     this.#maxPending = maxPending;
     this.#counters = counters;
   }
 
   initialize(client: ClientIdentity, request: WireRequest): Promise<Routed> {
-    return this.#counted(this.#me, () => this.#local(this.#host.initialize(client.key, client.binding, request)));
+    return this.#counted(this.#me, () => this.#local.initialize(client, request));
   }
 
   session(sessionId: string, ref: SessionRef, owner: number, request: WireRequest): Promise<Routed> {
     const peer = owner === this.#me ? undefined : this.#peers.get(owner);
-    if (!peer) return this.#counted(this.#me, () => this.#local(this.#host.request(sessionId, request)));
+    if (!peer) return this.#counted(this.#me, () => this.#local.session(sessionId, ref, owner, request));
     this.#counters.handedOff++;
     return this.#counted(owner, () => peer.call({ kind: 'session', sessionId, ref, request }));
   }
 
-  async #local(dispatching: ReturnType<SessionHost['request']>): Promise<Routed> {
-    const dispatched = await dispatching;
-    const [receiving, sending] = localPair();
-    const result = await deliver(dispatched.result, dispatched.body, sending, this.#limits, dispatched.gate);
-    return { result, port: receiving };
-  }
-
   async #counted(threadId: number, run: () => Promise<Routed>): Promise<Routed> {
-    const pending = this.#pending.get(threadId) ?? 0;
-    if (pending >= this.#maxPending) return { busy: true };
-    this.#pending.set(threadId, pending + 1);
+    if (this.#pending.of(threadId) >= this.#maxPending) return { busy: true };
+    this.#pending.add(threadId);
     try {
       return await run();
     } finally {
-      const left = (this.#pending.get(threadId) ?? 1) - 1;
-      if (left > 0) this.#pending.set(threadId, left);
-      else this.#pending.delete(threadId);
+      this.#pending.done(threadId);
     }
   }
 
