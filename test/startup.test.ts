@@ -6,9 +6,13 @@
  * `/readyz` is always followed by a working initialize. During a shutdown
  * `/readyz` answers 503 while `/livez` still answers 200.
  */
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer as createNetServer, Server as NetServer, connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Served, serve } from '../dist/main/index.js';
@@ -192,5 +196,78 @@ describe('shutdown probes', () => {
     expect(statuses).toEqual([200, 200, 503]);
     expect(received).toMatch(/slept 500/);
     expect(received.slice(received.lastIndexOf('HTTP/1.1 503'))).toMatch(/Server is shutting down/);
+  });
+});
+
+describe('threads and broker start together', () => {
+  const GATED_STORE = new URL('./fixtures/gated-store.js', import.meta.url);
+  const MARKING = new URL('./fixtures/marking-factory.js', import.meta.url);
+
+  afterEach(() => {
+    delete process.env.MCPSB_TEST_GATE;
+    delete process.env.MCPSB_TEST_STORE_FAILS;
+  });
+
+  it('handler threads load their server module while the broker starts (a store that waits for one starts)', async () => {
+    // The store starts only once a handler thread has loaded the factory module:
+    // were the threads started after the broker, this start would fail after 20 s.
+    const dir = await mkdtemp(join(tmpdir(), 'mcpsb-gate-'));
+    process.env.MCPSB_TEST_GATE = join(dir, 'loaded');
+    served = await serve({ ...options, port: 0, threads: 2, module: MARKING, store: GATED_STORE });
+    const first = await rawInitialize(served.url);
+    expect(first.status).toBe(200);
+    expect(first.sessionId).toBeDefined();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Runs a start that must fail in a fresh process: its error code, and that the process then exits by itself. */
+  async function failedStartInProcess(options: Record<string, unknown>, env: Record<string, string> = {}) {
+    const script = `
+      import { SessionBroker } from ${JSON.stringify(new URL('../dist/main/index.js', import.meta.url).href)};
+      try {
+        await SessionBroker.create(${JSON.stringify(options)});
+        console.log('started');
+      } catch (error) {
+        console.log(error.code ?? String(error));
+        console.error(error.message, error.cause?.message ?? '');
+      }`;
+    // A file, not --input-type (worker threads inherit the flag and fail on it).
+    const dir = await mkdtemp(join(tmpdir(), 'mcpsb-start-'));
+    const file = join(dir, 'start.mjs');
+    await writeFile(file, script);
+    const child = spawn(process.execPath, [file], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+    clearTimeout(timer);
+    await rm(dir, { recursive: true, force: true });
+    // Killed means a thread or the broker was left running after the failed start.
+    return { printed: out.trim(), code, signal, stderr: err };
+  }
+
+  it('a store that fails to start fails the start, and no handler thread is left running', async () => {
+    const result = await failedStartInProcess(
+      { maxSessions: 4, threads: 2, module: MARKING.href, store: GATED_STORE.href },
+      { MCPSB_TEST_STORE_FAILS: '1' },
+    );
+    expect(result).toMatchObject({ printed: 'ERR_BROKER_START', code: 0, signal: null });
+    expect(result.stderr).toMatch(/fixture: the store failed to start/);
+  });
+
+  it('a server module that fails to load fails the start, and the broker is not left running', async () => {
+    const bad = new URL('./fixtures/bad-module.js', import.meta.url).href;
+    const result = await failedStartInProcess({ maxSessions: 4, threads: 2, module: bad });
+    expect(result).toMatchObject({ printed: 'ERR_INVALID_MODULE', code: 0, signal: null });
+    expect(result.stderr).toMatch(/bad-module\.js/);
   });
 });

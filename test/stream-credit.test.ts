@@ -6,7 +6,7 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { deliver, prefetch, pumpToPort, StreamGate } from '../dist/main/host/send.js';
+import { deliver, prefetch, pumpToPort, StreamGate } from '../dist/shared/deliver.js';
 import type { StreamLimits, StreamMessage, TaskResult } from '../dist/shared/messages.js';
 
 /** A body the test writes to, and whether the pump cancelled it. */

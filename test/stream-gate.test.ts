@@ -5,7 +5,7 @@
  */
 import { setImmediate as tick } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { StreamGate } from '../dist/main/host/send.js';
+import { StreamGate } from '../dist/shared/deliver.js';
 
 /** Lets every pending promise and immediate run. */
 async function settle(rounds = 5): Promise<void> {

@@ -2,7 +2,7 @@
  * Hand-offs between two threads over one long-lived MessagePort: a request
  * (a `HandlerTask`) goes to the thread that owns its session, its answer's head
  * comes back, and the body streams on under the same flow control as before
- * (`host/send.ts` sends, `front/receive.ts` receives), each stream a
+ * (`shared/deliver.ts` sends, `front/receive.ts` receives), each stream a
  * `StreamPort` tagged with its call's id. No MessageChannel is made per
  * request, and an answer that is whole in its head costs two messages.
  *
@@ -23,7 +23,7 @@ import { EventEmitter } from 'node:events';
 import type { MessagePort } from 'node:worker_threads';
 import type { HandlerTask, TaskResult } from './messages.js';
 
-/** What `host/send.ts` and `front/receive.ts` need of a port: a MessagePort, or one stream of a channel. */
+/** What `shared/deliver.ts` and `front/receive.ts` need of a port: a MessagePort, or one stream of a channel. */
 export interface StreamPort {
   postMessage(message: unknown, transfer?: readonly ArrayBuffer[]): void;
   /** 'message' (a StreamMessage or StreamControl, by direction) and 'close'. */

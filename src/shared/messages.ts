@@ -4,6 +4,7 @@
  *   main --HandlerTask--> handler thread   (a call on the thread's channel; result: TaskResult)
  *   handler --StreamMessage--> main        (the response body, on the call's stream)
  *   main --StreamControl--> handler        (credit for backpressure, cancel)
+ *   handler --LoadedMessage--> main        (once per thread, on parentPort; main answers with the index)
  *   handler --HelloMessage--> main         (once per thread, on parentPort)
  *   broker --OwnerControl--> handler       (comlink: close a session's transport)
  */
@@ -99,6 +100,24 @@ export interface HelloMessage {
   readonly listenerPort: MessagePort;
   /** Per-thread listeners: the thread asks main for `/metrics` through this port (comlink). */
   readonly mainPort: MessagePort;
+}
+
+export const LOADED = 'mcp-session-broker:loaded';
+
+/**
+ * Handler -> main on parentPort, once, before the hello: the thread has loaded
+ * its modules and the server factory. Main answers on `setupPort` with the
+ * session index's `IndexDescriptor` once the broker has started (threads load
+ * while the broker starts).
+ */
+export interface LoadedMessage {
+  readonly type: typeof LOADED;
+  readonly threadId: number;
+  readonly setupPort: MessagePort;
+}
+
+export function isLoadedMessage(value: unknown): value is LoadedMessage {
+  return typeof value === 'object' && value !== null && (value as { type?: unknown }).type === LOADED;
 }
 
 export function isHelloMessage(value: unknown): value is HelloMessage {

@@ -13,17 +13,20 @@ import { expose, type Remote, transfer, wrap } from 'comlink';
 import { Piscina } from 'piscina';
 import type { BrokerHandle } from '../../broker/index.js';
 import { Channel, type ChannelTask, localPair, type StreamPort } from '../../shared/channel.js';
+import { deliver } from '../../shared/deliver.js';
 import { BrokerError } from '../../shared/errors.js';
 import {
   type HelloMessage,
   isHelloMessage,
+  isLoadedMessage,
   type StreamLimits,
   type TaskResult,
   type WireRequest,
 } from '../../shared/messages.js';
+import type { EventStoreLimits } from '../../shared/resume-budget.js';
 import { endpoint } from '../../shared/rpc.js';
 import type { SessionRef } from '../../shared/types.js';
-import { deliver, type EventStoreLimits, type SessionHost } from '../host/index.js';
+import type { SessionHost } from '../host/index.js';
 import type { HandlerWorkerData, MainControl, ThreadControl, ThreadListenConfig } from '../thread/index.js';
 import type { ClientIdentity } from './clients.js';
 import type { OriginPolicy } from './origin.js';
@@ -74,7 +77,8 @@ export class PendingCounts {
 }
 
 export interface PoolDispatcherOptions {
-  readonly broker: BrokerHandle;
+  /** The broker, starting: the handler threads load meanwhile and get its index once it has started. */
+  readonly broker: Promise<BrokerHandle>;
   readonly threads: number;
   readonly module: string | undefined;
   readonly enableJsonResponse: boolean;
@@ -123,23 +127,41 @@ export class PoolDispatcher implements Dispatcher {
   /** Threads the watchdog has terminated, until they are gone. */
   readonly #stalled = new Set<number>();
   readonly #restarts: ThreadRestarts = { stalled: 0, died: 0 };
-  readonly #watchdog: NodeJS.Timeout | undefined;
+  #watchdog: NodeJS.Timeout | undefined;
   #roundRobin = 0;
   #closing = false;
 
-  /** Starts the pool and resolves once every handler thread is connected to the broker. */
+  /**
+   * Starts the pool at once (its threads load their modules while the broker
+   * starts) and resolves once every handler thread is connected to the broker.
+   * If either fails, the pool is destroyed.
+   */
   static async start(options: PoolDispatcherOptions): Promise<PoolDispatcher> {
     const dispatcher = new PoolDispatcher(options);
-    await dispatcher.#ready;
+    try {
+      dispatcher.#broker = await options.broker;
+      if (options.stallTimeoutMs > 0) {
+        // Checks as often as threads beat: a stall is acted on within one period of the timeout.
+        dispatcher.#watchdog = setInterval(() => dispatcher.#watch(), dispatcher.#broker.index.heartbeatIntervalMs);
+        dispatcher.#watchdog.unref();
+      }
+      await dispatcher.#ready;
+    } catch (error) {
+      dispatcher.#closing = true;
+      if (dispatcher.#watchdog) clearInterval(dispatcher.#watchdog);
+      await dispatcher.#pool.destroy().catch(() => undefined);
+      throw error;
+    }
     return dispatcher;
   }
 
   readonly #ready: Promise<void>;
+  /** Set once the broker has started (before any thread is told the index). */
+  #broker!: BrokerHandle;
 
   private constructor(options: PoolDispatcherOptions) {
     this.#opts = options;
     const workerData: HandlerWorkerData = {
-      index: options.broker.index.descriptor,
       listen: options.listen,
       module: options.module,
       enableJsonResponse: options.enableJsonResponse,
@@ -167,7 +189,17 @@ export class PoolDispatcher implements Dispatcher {
       resolveReady = resolve;
       rejectReady = reject;
     });
+    // Awaited by start() only once the broker has started: a failure before that is not unhandled.
+    this.#ready.catch(() => undefined);
     this.#pool.on('message', (message: unknown) => {
+      if (isLoadedMessage(message)) {
+        // A thread has loaded: it gets the index once the broker has started (a failed start closes the port).
+        options.broker.then(
+          (broker) => message.setupPort.postMessage(broker.index.descriptor),
+          () => message.setupPort.close(),
+        );
+        return;
+      }
       if (!isHelloMessage(message)) return;
       const error = (message as { error?: string }).error;
       if (error) {
@@ -175,7 +207,7 @@ export class PoolDispatcher implements Dispatcher {
         return;
       }
       const thread = this.#welcome(message);
-      this.#opts.broker
+      this.#broker
         .attach(message.threadId, message.brokerPort, message.controlPort)
         .then(() => {
           if (readyCount < options.threads) return;
@@ -200,11 +232,6 @@ export class PoolDispatcher implements Dispatcher {
     this.#pool.on('error', (error: unknown) => {
       if (!this.#closing) console.error('[mcp-session-broker] handler pool error:', error);
     });
-    if (options.stallTimeoutMs > 0) {
-      // Checks as often as threads beat: a stall is acted on within one period of the timeout.
-      this.#watchdog = setInterval(() => this.#watch(), options.broker.index.heartbeatIntervalMs);
-      this.#watchdog.unref();
-    }
   }
 
   /**
@@ -306,7 +333,7 @@ export class PoolDispatcher implements Dispatcher {
   /** The watchdog: terminates every thread whose heartbeat is older than the stall timeout. */
   #watch(): void {
     if (this.#closing) return;
-    const table = this.#opts.broker.index;
+    const table = this.#broker.index;
     for (const threadId of this.#live.keys()) {
       if (this.#stalled.has(threadId)) continue;
       const silentMs = table.heartbeatAge(threadId);
@@ -347,7 +374,7 @@ export class PoolDispatcher implements Dispatcher {
    */
   #chooseForNew(): number | undefined {
     let usable = this.#usable();
-    const table = this.#opts.broker.index;
+    const table = this.#broker.index;
     const stuck = table.unresponsiveThreads();
     if (stuck.size > 0 && usable.some((id) => !stuck.has(id))) usable = usable.filter((id) => !stuck.has(id));
     if (usable.length === 0) return undefined;
@@ -368,7 +395,7 @@ export class PoolDispatcher implements Dispatcher {
   async initialize(client: ClientIdentity, request: WireRequest): Promise<Routed> {
     // Busy when no thread could take it now: each is at its bound, or cannot
     // answer (its event loop is blocked; the session would wait for the watchdog).
-    const stuck = this.#opts.broker.index.unresponsiveThreads();
+    const stuck = this.#broker.index.unresponsiveThreads();
     if (
       this.#live.size > 0 &&
       [...this.#live.keys()].every(

@@ -2,7 +2,8 @@
  * Prometheus metrics for one broker, on a registry of its own (no global state):
  * read from the shared table's counters at scrape time.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Counter, Registry } from 'prom-client';
 import { CLOSE_REASONS, REJECT_REASONS } from '../../shared/types.js';
 import type { ConnectionCounters } from './connections.js';
 import type { SessionBroker } from './session-broker.js';
@@ -19,6 +20,9 @@ export interface BrokerMetrics {
  *   `mcp_connections_*` metrics are absent.
  */
 export function createMetrics(broker: SessionBroker, connections?: { counters(): ConnectionCounters }): BrokerMetrics {
+  // Loaded on first use (prom-client is CommonJS): the handler threads load
+  // this module but never render metrics, and serve() creates them on the first scrape.
+  const { Counter, Gauge, Registry } = createRequire(import.meta.url)('prom-client') as typeof import('prom-client');
   const registry = new Registry();
   // Counters mirror monotonic totals kept elsewhere: each scrape adds what changed since the last.
   const mirror = (

@@ -15,7 +15,8 @@ import {
   resolveAdmissionOptions,
 } from '../../broker/index.js';
 import type { StreamLimits } from '../../shared/messages.js';
-import { DEFAULT_EVENT_STORE_LIMITS, type EventStoreLimits, type ServerFactory } from '../host/index.js';
+import { DEFAULT_EVENT_STORE_LIMITS, type EventStoreLimits } from '../../shared/resume-budget.js';
+import type { ServerFactory } from '../host/index.js';
 import type { AuthOptions } from './auth.js';
 import { defaultMaxConnections } from './connections.js';
 import { defaultThreads } from './dispatch.js';

@@ -3,7 +3,7 @@
  * request): writes what a session's owner sends on the call's stream (a
  * channel stream, `shared/channel.ts`) to the HTTP response, and
  * grants credit back once the socket has taken the bytes (the sending end is
- * `host/send.ts`).
+ * `shared/deliver.ts`).
  */
 import type { ServerResponse } from 'node:http';
 import type { StreamPort } from '../../shared/channel.js';

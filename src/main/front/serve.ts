@@ -11,7 +11,7 @@ import { type Authenticate, bearerAuth, loadAuth } from './auth.js';
 import { ConnectionLimiter, FILE_DESCRIPTOR_RESERVE, fileLimit } from './connections.js';
 import { send } from './front.js';
 import { createListener, harden, listen, serverOptions } from './listener.js';
-import { createMetrics } from './metrics.js';
+import { type BrokerMetrics, createMetrics } from './metrics.js';
 import { resolveServeOptions, resolveSessionBrokerOptions, type ServeOptions } from './options.js';
 import { checkOrigin, isLoopback, loopbackPolicy, type OriginPolicy } from './origin.js';
 import { SessionBroker, START, THREADS_LISTEN, type ThreadsListen } from './session-broker.js';
@@ -103,10 +103,15 @@ export async function serve(options: ServeOptions): Promise<Served> {
       policy = policyFor(port);
       started = await SessionBroker[START]({ ...brokerOptions, originPolicy: policy });
     }
-    const metrics = createMetrics(started, {
-      counters: () => (threads ? threads.connections() : connections.counters()),
-    });
-    const render = async () => ({ contentType: metrics.contentType, text: await metrics.render() });
+    const source = started;
+    // Created on the first scrape (prom-client loads then, not at startup).
+    let metrics: BrokerMetrics | undefined;
+    const render = async () => {
+      metrics ??= createMetrics(source, {
+        counters: () => (threads ? threads.connections() : connections.counters()),
+      });
+      return { contentType: metrics.contentType, text: await metrics.render() };
+    };
     if (threads) threads.renderMetrics = render;
     serveMetrics = (res) => {
       render().then(

@@ -11,8 +11,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type BrokerHandle, type SessionIndex, startBroker, startInProcessBroker } from '../../broker/index.js';
 import type { BrokerError } from '../../shared/errors.js';
 import { LISTEN_STATUS } from '../../shared/messages.js';
+import { ResumeBudget } from '../../shared/resume-budget.js';
 import type { BrokerStats, SessionClosedEvent, SessionCreatedEvent, SessionEvent } from '../../shared/types.js';
-import { eventStoreFactory, loadFactory, ResumeBudget, SessionHost } from '../host/index.js';
 import { bearerAuth } from './auth.js';
 import { ClientKeys } from './clients.js';
 import { type ConnectionCounters, FrontTally } from './connections.js';
@@ -109,8 +109,11 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     // One slot per lane: a replacement thread claims its own while a dead one's is reclaimed.
     const budget = opts.eventStore ? ResumeBudget.create(opts.eventStore.maxTotalBytes, lanes) : undefined;
     if (opts.threads === 0) {
+      // Loaded here only: with handler threads this thread never runs the SDK's
+      // server (its modules cost a few hundred ms of startup per thread).
+      const { eventStoreFactory, loadFactory, SessionHost } = await import('../host/index.js');
       const factory = opts.factory ?? (await loadFactory(opts.module));
-      let host: SessionHost | undefined;
+      let host: InstanceType<typeof SessionHost> | undefined;
       const broker = await startInProcessBroker({
         admission: opts.admission,
         lanes,
@@ -135,7 +138,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       self = new SessionBroker(opts, broker, new LocalDispatcher(host, opts.streamLimits), budget);
       return self;
     }
-    const broker = await startBroker({
+    // Not awaited: the handler threads load their modules while the broker starts.
+    const starting = startBroker({
       admission: opts.admission,
       lanes,
       manualClock: opts.manualClock,
@@ -149,6 +153,8 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         self.emit('error', error);
       },
     });
+    starting.catch(() => undefined);
+    let broker: BrokerHandle | undefined;
     const status = new Int32Array(new SharedArrayBuffer(4));
     // Sessions are bound to principals by a keyed hash: every thread that checks them uses this key.
     const bindingSecret = new Uint8Array(randomBytes(32));
@@ -157,7 +163,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     let dispatcher: PoolDispatcher;
     try {
       dispatcher = await PoolDispatcher.start({
-        broker,
+        broker: starting,
         threads: opts.threads,
         module: opts.module,
         enableJsonResponse: opts.jsonResponse,
@@ -171,7 +177,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
           // Its sessions are gone, and their events with them (and its connections).
           budget?.reclaim(threadId);
           if (lane >= 0) tally?.reclaim(lane);
-          void broker.api.ownerGone(threadId);
+          if (broker) void broker.api.ownerGone(threadId);
         },
         listen:
           listen && tally
@@ -197,8 +203,12 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
           return render();
         },
       });
+      broker = await starting;
     } catch (error) {
-      await broker.terminate();
+      await starting.then(
+        (started) => started.terminate(),
+        () => undefined,
+      );
       throw error;
     }
     if (listen && tally) {

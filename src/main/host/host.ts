@@ -17,6 +17,7 @@ import {
   type RequestId,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { SessionIndex } from '../../broker/index.js';
+import { StreamGate } from '../../shared/deliver.js';
 import { BrokerError } from '../../shared/errors.js';
 import { Answers, type HttpAnswer, type JsonRpcId, refusalAnswer, sessionClosedError } from '../../shared/jsonrpc.js';
 import type { TaskResult, WireRequest } from '../../shared/messages.js';
@@ -30,7 +31,6 @@ import {
 } from '../../shared/types.js';
 import { restoreAuth } from './auth.js';
 import type { ResumptionStore } from './event-store.js';
-import { StreamGate } from './send.js';
 
 /** What the factory receives for each new session. */
 export interface SessionContext {

@@ -4,6 +4,8 @@
  * servers, the resumability stores, and the sending end of response bodies.
  * The thread entry is `handler.ts` (piscina loads it by path).
  */
+
+export { deliver } from '../../shared/deliver.js';
 export {
   DEFAULT_EVENT_STORE_LIMITS,
   type EventStoreLimits,
@@ -11,7 +13,5 @@ export {
   ResumeBudget,
 } from './event-store.js';
 export { loadFactory } from './factory.js';
-
 export { type ServerFactory, type SessionContext, SessionHost } from './host.js';
-export { deliver } from './send.js';
 export { sharedJsonSchemaValidator } from './validator.js';

@@ -7,15 +7,18 @@
  * listener's watchdog replaces the thread.
  */
 
-import { MessageChannel, parentPort, threadId, workerData } from 'node:worker_threads';
+import { once } from 'node:events';
+import { MessageChannel, type MessagePort, parentPort, threadId, workerData } from 'node:worker_threads';
 import { expose, wrap } from 'comlink';
-import { type BrokerApi, type IndexDescriptor, openIndex } from '../../broker/index.js';
+import { type BrokerApi, type IndexDescriptor, openIndex, type SessionIndex } from '../../broker/index.js';
 import { Channel, type ChannelTask, type StreamPort } from '../../shared/channel.js';
 import { BrokerError } from '../../shared/errors.js';
 import { Answers } from '../../shared/jsonrpc.js';
 import {
   HELLO,
   type HelloMessage,
+  LOADED,
+  type LoadedMessage,
   type OwnerControl,
   type StreamLimits,
   type TaskResult,
@@ -34,8 +37,6 @@ import { type MainControl, startThreadListener, type ThreadListenConfig } from '
 
 /** What the listener passes to every handler thread. */
 export interface HandlerWorkerData {
-  /** The process's session index. */
-  readonly index: IndexDescriptor;
   /** File URL of the factory module; undefined serves the built-in example. */
   readonly module: string | undefined;
   readonly enableJsonResponse: boolean;
@@ -53,11 +54,13 @@ if (!parentPort) throw new Error('the handler must run in a worker thread');
 const data = workerData as HandlerWorkerData;
 const toBroker = new MessageChannel();
 const fromBroker = new MessageChannel();
-const index = openIndex(data.index);
 let host: SessionHost | undefined;
 let loadError: string | undefined;
+let index: SessionIndex | undefined;
 try {
   const factory = await loadFactory(data.module);
+  // The broker starts while this thread loads its modules: its session index comes once it has.
+  index = openIndex(await indexFromMain(parentPort));
   host = new SessionHost({
     factory,
     index,
@@ -79,8 +82,9 @@ try {
   // The host claimed this thread's lane. Beat now, then from a timer: async
   // work keeps the loop turning (and the beat going); only a blocked loop stops it.
   const lane = host.lane;
-  index.beat(lane);
-  setInterval(() => index.beat(lane), index.heartbeatIntervalMs).unref();
+  const beating = index;
+  beating.beat(lane);
+  setInterval(() => beating.beat(lane), beating.heartbeatIntervalMs).unref();
 } catch (error) {
   loadError = error instanceof BrokerError ? error.message : String(error);
 }
@@ -111,7 +115,7 @@ if (host && data.listen?.authModule) {
     loadError = error instanceof BrokerError ? error.message : String(error);
   }
 }
-if (host && data.listen) {
+if (host && index && data.listen) {
   const control = startThreadListener({
     authenticate,
     config: data.listen,
@@ -136,6 +140,16 @@ const hello: HelloMessage & { error?: string } = {
   ...(loadError ? { error: loadError } : {}),
 };
 parentPort.postMessage(hello, [toBroker.port2, fromBroker.port2, requests.port2, toListener.port2, toMain.port2]);
+
+/** Says this thread has loaded (LOADED, on parentPort) and waits for main's answer: the session index. */
+async function indexFromMain(parent: MessagePort): Promise<IndexDescriptor> {
+  const setup = new MessageChannel();
+  const answer = once(setup.port1, 'message') as Promise<[IndexDescriptor]>;
+  parent.postMessage({ type: LOADED, threadId, setupPort: setup.port2 } satisfies LoadedMessage, [setup.port2]);
+  const [descriptor] = await answer;
+  setup.port1.close();
+  return descriptor;
+}
 
 /** piscina requires a task function; requests come on the thread's channel instead, never as tasks. */
 export default function noTasks(): never {

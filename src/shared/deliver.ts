@@ -10,8 +10,8 @@
  * for `stallTimeoutMs` while bytes were waiting is cut off.
  */
 import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from 'node:stream/web';
-import type { StreamPort } from '../../shared/channel.js';
-import type { StreamControl, StreamLimits, StreamMessage, TaskResult } from '../../shared/messages.js';
+import type { StreamPort } from './channel.js';
+import type { StreamControl, StreamLimits, StreamMessage, TaskResult } from './messages.js';
 
 type ReadResult = ReadableStreamReadResult<Uint8Array>;
 
