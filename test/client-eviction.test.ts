@@ -4,7 +4,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isSessionNotFound, ReconnectingClient } from '../dist/main/client/index.js';
+import { isSessionNotFound } from '../dist/main/client/index.js';
 import type { Served } from '../dist/main/index.js';
 import { connect, start } from './helpers.js';
 
@@ -32,23 +32,5 @@ describe('a client whose session was evicted', () => {
     expect(await client.callTool({ name: 'echo', arguments: { text: 'back' } })).toMatchObject({
       content: [{ text: 'back' }],
     });
-  });
-
-  it('recovers in one line with ReconnectingClient.run', async () => {
-    served = await start({ maxSessions: 1 });
-    const reconnects: Array<string | undefined> = [];
-    const rc = await ReconnectingClient.connect(served.url, { onReconnect: (id) => reconnects.push(id) });
-    const before = rc.sessionId;
-    await connect(served.url); // evicts rc's session
-    const result = await rc.run((client) => client.callTool({ name: 'echo', arguments: { text: 'again' } }));
-    expect(result).toMatchObject({ content: [{ text: 'again' }] });
-    expect(rc.sessionId).toBeDefined();
-    expect(rc.sessionId).not.toBe(before);
-    expect(reconnects).toEqual([rc.sessionId]);
-    // Errors that are not "session not found" are not retried.
-    await expect(rc.run((client) => client.callTool({ name: 'no-such-tool', arguments: {} }))).resolves.toMatchObject({
-      isError: true,
-    });
-    await rc.close();
   });
 });

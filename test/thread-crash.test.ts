@@ -28,6 +28,10 @@ describe('a handler thread crash', () => {
     );
     await until(async () => (await s.broker.stats()).occupied === 4 - doomed.length, 5000, 'the capacity');
     expect((await s.broker.stats()).transports).toBe(4 - doomed.length);
+    // Their next request is told why (404, reason error).
+    const answer = await rawCall(s.url, doomed[0] as string, 'echo', { text: 'x' });
+    expect(answer.status).toBe(404);
+    expect(JSON.parse(answer.text)).toMatchObject({ error: { data: { reason: 'error' } } });
     await until(() => s.broker.threadIds.length === 2 && !s.broker.threadIds.includes(owners[0] as number), 10_000);
   });
 

@@ -81,9 +81,32 @@ export function refusalAnswer(refused: Refused | FrontRefusal, id: JsonRpcId = n
   });
 }
 
+/** What a 404 for a closed session says happened to it (after "Session not found: "). */
+const CLOSED_BECAUSE: Readonly<Record<CloseReason, string>> = {
+  deleted: 'it was deleted',
+  evicted: "it was evicted (the server's session limit was reached)",
+  idle: 'it expired (idle)',
+  lifetime: 'it expired (maximum lifetime reached)',
+  shutdown: 'the server closed it at shutdown',
+  error: 'it was closed after a server error',
+};
+
 /** Answers for request faults detected before anything reaches a session. */
 export const Answers = {
-  sessionNotFound: (id: JsonRpcId = null) => errorAnswer(404, ErrorCode.SessionNotFound, 'Session not found', { id }),
+  /**
+   * 404 for a request naming a session that is not live. With the reason it
+   * was closed (known only to a request that presented its whole id): the
+   * message says so and `data.reason` carries it; without, the generic answer.
+   */
+  sessionNotFound: (id: JsonRpcId = null, reason?: CloseReason | 'malformed' | 'unknown') =>
+    reason && reason !== 'malformed' && reason !== 'unknown'
+      ? errorAnswer(
+          404,
+          ErrorCode.SessionNotFound,
+          `Session not found: ${CLOSED_BECAUSE[reason]}. Start a new session with initialize`,
+          { id, data: { reason } },
+        )
+      : errorAnswer(404, ErrorCode.SessionNotFound, 'Session not found', { id }),
   missingSessionId: (id: JsonRpcId = null) =>
     errorAnswer(400, ErrorCode.ServerError, 'Bad Request: Mcp-Session-Id header is required', { id }),
   parseError: () => errorAnswer(400, ErrorCode.ParseError, 'Parse error: Invalid JSON'),

@@ -29,6 +29,9 @@
  *  +--------------------------------------------------------------------------+
  *  | RATE RING  Float64 x rate.max  (only when a rate is set): creation times |
  *  +--------------------------------------------------------------------------+
+ *  | CLOSE LOG  Int32 x CLOSE_I32 per entry: recent closes (seq, the id's     |
+ *  |            secret, its binding, the reason), for 404s that say why       |
+ *  +--------------------------------------------------------------------------+
  * ```
  *
  * Who writes what:
@@ -42,6 +45,8 @@
  *   the broker (at admission).
  * - LANES: each handler thread claims its lane by compare-and-swap and keeps its
  *   own transport count there; the broker clears the lane of a dead thread.
+ * - CLOSE LOG: the broker only (as it frees a slot), each entry under a
+ *   seqlock (CL_SEQ odd while written); request threads only read it.
  * - BEATS: each handler thread stores its lane's heartbeat from a timer; the
  *   listener's watchdog and the broker's victim selection only read it; the
  *   broker clears it with the lane of a dead thread.
@@ -58,7 +63,7 @@
  */
 
 export const LAYOUT_MAGIC = 0x4d435342; // "MCSB"
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 // ---- CONFIG (Float64, immutable once shared) -------------------------------
 /** Wall-clock ms (performance.timeOrigin + performance.now()) that all stored times count from. */
@@ -167,6 +172,34 @@ export const LANE_I32 = 2;
 export const BT_HEARTBEAT = 0;
 export const BEAT_I64 = 1;
 
+// ---- CLOSE LOG (Int32 x CLOSE_I32 per entry, Atomics) ---------------------------
+/*
+ * The last closes, so that a request naming a closed session learns why (404
+ * with `data.reason`). Direct-mapped: an entry's index is the id's first random
+ * word modulo the entry count, so a lookup reads one entry (constant time) and
+ * a later close that lands on the same entry replaces it; the id then gets the
+ * generic 404. Bounded: `closeLogEntries(capacity)` entries of 32 bytes.
+ */
+/** Seqlock: even when the entry is stable, odd while the broker writes it. */
+export const CL_SEQ = 0;
+/** The closed id's four random words (its secret). */
+export const CL_RAND = 1;
+/** The closed session's principal binding (0, 0 when unbound). */
+export const CL_CLIENT_HASH = 5;
+/** 1 + the index of its close reason in CLOSE_REASONS; 0 = empty. */
+export const CL_REASON = 7;
+export const CLOSE_I32 = 8;
+/** Fewest and most close-log entries (32 bytes each: 32 KiB to 4 MiB). */
+export const CLOSE_LOG_MIN = 1024;
+export const CLOSE_LOG_MAX = 131_072;
+
+/** Entries in the close log of a table with `capacity` slots: a power of two near 4 x capacity, within bounds. */
+export function closeLogEntries(capacity: number): number {
+  let entries = CLOSE_LOG_MIN;
+  while (entries < capacity * 4 && entries < CLOSE_LOG_MAX) entries *= 2;
+  return entries;
+}
+
 /** Byte offsets and sizes of every region for one table shape. */
 export interface Layout {
   readonly capacity: number;
@@ -180,6 +213,8 @@ export interface Layout {
   readonly lanesOffset: number;
   readonly beatsOffset: number;
   readonly rateOffset: number;
+  readonly closesOffset: number;
+  readonly closeEntries: number;
   readonly byteLength: number;
 }
 
@@ -193,7 +228,9 @@ export function computeLayout(capacity: number, lanes: number, rateMax: number):
   const lanesOffset = slotWordsOffset + align8(capacity * SLOT_I32 * 4);
   const beatsOffset = lanesOffset + align8(lanes * LANE_I32 * 4);
   const rateOffset = beatsOffset + lanes * BEAT_I64 * 8;
-  const byteLength = rateOffset + rateMax * 8;
+  const closesOffset = rateOffset + rateMax * 8;
+  const closeEntries = closeLogEntries(capacity);
+  const byteLength = closesOffset + closeEntries * CLOSE_I32 * 4;
   return {
     capacity,
     lanes,
@@ -206,6 +243,8 @@ export function computeLayout(capacity: number, lanes: number, rateMax: number):
     lanesOffset,
     beatsOffset,
     rateOffset,
+    closesOffset,
+    closeEntries,
     byteLength,
   };
 }

@@ -10,13 +10,19 @@
  * and follows the authority's admissions and closes. A `SessionRef` is a handle
  * into this index (slot and generation), valid in this process only.
  */
-import type { SessionRef } from './types.js';
+import type { CloseReason, SessionRef } from './types.js';
 
 /** What `enter` did: `entered`, or why not (the session is `gone`, or `limited` by its requests in flight). */
 export type EnterResult = 'entered' | 'gone' | 'limited';
 
-/** Why a lookup found no usable session. */
-export type LookupMiss = 'malformed' | 'unknown' | 'idle' | 'lifetime';
+/**
+ * Why a lookup found no usable session: `malformed` or `unknown` ids, or a
+ * session this index knows was closed, and why (`idle` and `lifetime` also for
+ * one past its deadline and not yet swept). A close is told only to a request
+ * that presents the whole id (and the principal it was bound to), and only
+ * while the index still remembers it (a bounded record of recent closes).
+ */
+export type LookupMiss = 'malformed' | 'unknown' | CloseReason;
 
 export type LookupResult =
   | { readonly ok: true; readonly ref: SessionRef }
@@ -35,6 +41,8 @@ export interface SessionIndex {
 
   /** Validates an id (and, with auth, the principal it is bound to) in constant time. */
   lookup(id: string, binding?: readonly [number, number]): LookupResult;
+  /** Remembers why a session closed, for `lookup` (the authority's side, as it frees the session). */
+  recordClose(ref: SessionRef, reason: CloseReason): void;
   /** Marks activity (the standalone GET stream, which never counts as in flight). */
   touch(ref: SessionRef): void;
   /** A POST or DELETE starts: the session is busy until `leave`; refused past `limit` in flight. */

@@ -15,6 +15,11 @@ import {
   C_MANUAL_CLOCK,
   C_STALL_MS,
   C_UNRESPONSIVE_MS,
+  CL_CLIENT_HASH,
+  CL_RAND,
+  CL_REASON,
+  CL_SEQ,
+  CLOSE_I32,
   CONFIG_F64,
   computeLayout,
   H_CAPACITY,
@@ -44,6 +49,7 @@ import {
   S_STATE,
   SLOT_I32,
   SLOT_I64,
+  ST_CLOSING,
   ST_LIVE,
   stateWord,
   T_BUSY_SINCE,
@@ -55,7 +61,7 @@ import {
 } from './layout.js';
 import { parseSessionId } from './session-id.js';
 import type { EnterResult, IndexDescriptor, LookupResult, SessionIndex } from './session-index.js';
-import type { SessionRef } from './types.js';
+import { CLOSE_REASONS, type CloseReason, type SessionRef } from './types.js';
 
 /** The shape and timing a table is created with. */
 export interface TableInit {
@@ -86,6 +92,7 @@ export interface TableViews {
   readonly lanes: Int32Array;
   readonly beats: BigInt64Array;
   readonly rate: Float64Array;
+  readonly closes: Int32Array;
 }
 
 /** The shortest heartbeat period, ms: a timer that fires more often costs more than it tells. */
@@ -173,6 +180,7 @@ export class SessionTable implements SessionIndex {
       lanes: new Int32Array(buffer, layout.lanesOffset, layout.lanes * LANE_I32),
       beats: new BigInt64Array(buffer, layout.beatsOffset, layout.lanes * BEAT_I64),
       rate: new Float64Array(buffer, layout.rateOffset, layout.rateMax),
+      closes: new Int32Array(buffer, layout.closesOffset, layout.closeEntries * CLOSE_I32),
     };
     const config = this.views.config;
     this.#epoch = config[C_EPOCH] ?? 0;
@@ -225,28 +233,101 @@ export class SessionTable implements SessionIndex {
     const words = this.views.words;
     const base = slot * SLOT_I32;
     const word = Atomics.load(words, base + S_STATE);
-    if (wordState(word) !== ST_LIVE || wordTag(word) !== (gen & 0xff)) return { ok: false, miss: 'unknown' };
-    // Accumulate differences without branching on secret material.
-    let diff = (Atomics.load(words, base + S_GEN) >>> 0) ^ gen;
-    diff |= Atomics.load(words, base + S_RAND) ^ rand[0];
-    diff |= Atomics.load(words, base + S_RAND + 1) ^ rand[1];
-    diff |= Atomics.load(words, base + S_RAND + 2) ^ rand[2];
-    diff |= Atomics.load(words, base + S_RAND + 3) ^ rand[3];
-    // A session bound to an authenticated principal answers only that principal
-    // (a request without one compares as 0, 0 and never matches a binding).
-    const bound0 = Atomics.load(words, base + S_CLIENT_HASH);
-    const bound1 = Atomics.load(words, base + S_CLIENT_HASH + 1);
-    if ((bound0 | bound1) !== 0) diff |= (bound0 ^ (binding?.[0] ?? 0)) | (bound1 ^ (binding?.[1] ?? 0));
-    if (diff !== 0) return { ok: false, miss: 'unknown' };
+    if (wordState(word) !== ST_LIVE || wordTag(word) !== (gen & 0xff)) {
+      return { ok: false, miss: this.#closedReason(slot, gen, rand, binding) };
+    }
+    if (!this.#holds(base, gen, rand, binding))
+      return { ok: false, miss: this.#closedReason(slot, gen, rand, binding) };
     // A slot recycled (or closing) between these loads changes its state or its
     // tag. Only those are compared: the in-flight count in the same word moves
     // whenever a request of this session enters or leaves on another thread, and
     // must not make the lookup fail. The compare-and-swap in enter() checks again.
     const again = Atomics.load(words, base + S_STATE);
-    if (wordState(again) !== ST_LIVE || wordTag(again) !== wordTag(word)) return { ok: false, miss: 'unknown' };
+    if (wordState(again) !== ST_LIVE || wordTag(again) !== wordTag(word)) {
+      return { ok: false, miss: this.#closedReason(slot, gen, rand, binding) };
+    }
     const expired = this.expiry(slot, word, this.now());
     if (expired) return { ok: false, miss: expired };
     return { ok: true, ref: { slot, gen } };
+  }
+
+  /**
+   * Whether the slot at `base` holds this id's generation and secret, and (if
+   * the session is bound to a principal) this principal. The differences are
+   * accumulated without branching on secret material.
+   */
+  #holds(base: number, gen: number, rand: readonly number[], binding: readonly [number, number] | undefined): boolean {
+    const words = this.views.words;
+    let diff = (Atomics.load(words, base + S_GEN) >>> 0) ^ gen;
+    diff |= Atomics.load(words, base + S_RAND) ^ (rand[0] ?? 0);
+    diff |= Atomics.load(words, base + S_RAND + 1) ^ (rand[1] ?? 0);
+    diff |= Atomics.load(words, base + S_RAND + 2) ^ (rand[2] ?? 0);
+    diff |= Atomics.load(words, base + S_RAND + 3) ^ (rand[3] ?? 0);
+    // A session bound to an authenticated principal answers only that principal
+    // (a request without one compares as 0, 0 and never matches a binding).
+    const bound0 = Atomics.load(words, base + S_CLIENT_HASH);
+    const bound1 = Atomics.load(words, base + S_CLIENT_HASH + 1);
+    if ((bound0 | bound1) !== 0) diff |= (bound0 ^ (binding?.[0] ?? 0)) | (bound1 ^ (binding?.[1] ?? 0));
+    return diff === 0;
+  }
+
+  /**
+   * Why the session an id names was closed, if this index still knows: the slot
+   * while it is closing (the owner has not confirmed yet), else the close log.
+   * Only the whole id (and the principal a bound session had) learns it; any
+   * other id gets `unknown`, as an id never issued does.
+   */
+  #closedReason(
+    slot: number,
+    gen: number,
+    rand: readonly number[],
+    binding: readonly [number, number] | undefined,
+  ): 'unknown' | CloseReason {
+    const words = this.views.words;
+    const base = slot * SLOT_I32;
+    const word = Atomics.load(words, base + S_STATE);
+    if (wordState(word) === ST_CLOSING && wordTag(word) === (gen & 0xff)) {
+      const reason = CLOSE_REASONS[Atomics.load(words, base + S_REASON)];
+      const held = this.#holds(base, gen, rand, binding);
+      const again = Atomics.load(words, base + S_STATE);
+      if (held && reason && wordState(again) === ST_CLOSING && wordTag(again) === wordTag(word)) return reason;
+    }
+    const closes = this.views.closes;
+    const entry = ((rand[0] ?? 0) & (this.layout.closeEntries - 1)) * CLOSE_I32;
+    const seq = Atomics.load(closes, entry + CL_SEQ);
+    if (seq & 1) return 'unknown';
+    let diff = Atomics.load(closes, entry + CL_RAND) ^ (rand[0] ?? 0);
+    diff |= Atomics.load(closes, entry + CL_RAND + 1) ^ (rand[1] ?? 0);
+    diff |= Atomics.load(closes, entry + CL_RAND + 2) ^ (rand[2] ?? 0);
+    diff |= Atomics.load(closes, entry + CL_RAND + 3) ^ (rand[3] ?? 0);
+    const bound0 = Atomics.load(closes, entry + CL_CLIENT_HASH);
+    const bound1 = Atomics.load(closes, entry + CL_CLIENT_HASH + 1);
+    if ((bound0 | bound1) !== 0) diff |= (bound0 ^ (binding?.[0] ?? 0)) | (bound1 ^ (binding?.[1] ?? 0));
+    const reason = CLOSE_REASONS[Atomics.load(closes, entry + CL_REASON) - 1];
+    // A write that began meanwhile moved the sequence: what was read may be torn.
+    if (diff !== 0 || !reason || Atomics.load(closes, entry + CL_SEQ) !== seq) return 'unknown';
+    return reason;
+  }
+
+  /**
+   * Remembers why the session in this slot closed (the broker only, as it
+   * frees the slot, before the slot is reused): its secret, its binding and
+   * the reason go to the close log entry its first random word maps to.
+   */
+  recordClose(ref: SessionRef, reason: CloseReason): void {
+    const { words, closes } = this.views;
+    const base = ref.slot * SLOT_I32;
+    if (Atomics.load(words, base + S_GEN) >>> 0 !== ref.gen) return;
+    const rand0 = Atomics.load(words, base + S_RAND);
+    const entry = (rand0 & (this.layout.closeEntries - 1)) * CLOSE_I32;
+    const seq = Atomics.load(closes, entry + CL_SEQ);
+    Atomics.store(closes, entry + CL_SEQ, (seq + 1) | 0);
+    Atomics.store(closes, entry + CL_RAND, rand0);
+    for (let i = 1; i < 4; i++) Atomics.store(closes, entry + CL_RAND + i, Atomics.load(words, base + S_RAND + i));
+    Atomics.store(closes, entry + CL_CLIENT_HASH, Atomics.load(words, base + S_CLIENT_HASH));
+    Atomics.store(closes, entry + CL_CLIENT_HASH + 1, Atomics.load(words, base + S_CLIENT_HASH + 1));
+    Atomics.store(closes, entry + CL_REASON, CLOSE_REASONS.indexOf(reason) + 1);
+    Atomics.store(closes, entry + CL_SEQ, (seq + 2) | 0);
   }
 
   /**

@@ -174,7 +174,7 @@ export class Front {
     let named: Named | undefined;
     if (sessionId !== undefined) {
       const found = this.#index.lookup(sessionId, binding);
-      if (!found.ok) return send(res, Answers.sessionNotFound());
+      if (!found.ok) return send(res, Answers.sessionNotFound(null, found.miss));
       named = { id: sessionId, ref: found.ref, binding };
     }
     if (method === 'GET') return this.#get(req, res, named);
@@ -199,7 +199,7 @@ export class Front {
     if (!named) return send(res, Answers.missingSessionId());
     const request = wire(req);
     if (!request) return send(res, Answers.badRequest('invalid Host header or URL'));
-    return this.#enterAndForward(res, named.ref, () =>
+    return this.#enterAndForward(res, named, () =>
       this.#dispatcher.session(named.id, named.ref, this.#index.owner(named.ref), request),
     );
   }
@@ -237,10 +237,10 @@ export class Front {
     // Reading the body took time: the session may have expired or closed meanwhile.
     const index = this.#index;
     const still = index.lookup(named.id, named.binding);
-    if (!still.ok) return send(res, Answers.sessionNotFound(check.id));
+    if (!still.ok) return send(res, Answers.sessionNotFound(check.id, still.miss));
     return this.#enterAndForward(
       res,
-      still.ref,
+      { ...named, ref: still.ref },
       () => this.#dispatcher.session(named.id, still.ref, index.owner(still.ref), request),
       check.id,
     );
@@ -249,12 +249,17 @@ export class Front {
   /** A POST or DELETE is in flight from dispatch until its response has ended (or the client left). */
   async #enterAndForward(
     res: ServerResponse,
-    ref: SessionRef,
+    named: Named,
     run: () => Promise<Routed>,
     id: string | number | null = null,
   ) {
+    const ref = named.ref;
     const entered = this.#index.enter(ref, this.#opts.maxInFlightPerSession);
-    if (entered === 'gone') return send(res, Answers.sessionNotFound(id));
+    if (entered === 'gone') {
+      // Closed since it was looked up: a second look says why, if the index knows.
+      const again = this.#index.lookup(named.id, named.binding);
+      return send(res, Answers.sessionNotFound(id, again.ok ? undefined : again.miss));
+    }
     if (entered === 'limited') {
       this.#counters.inFlightLimited++;
       return send(res, refusalAnswer({ reason: 'in_flight_limited', retryAfterMs: MIN_RETRY_AFTER_MS }, id));

@@ -261,7 +261,7 @@ export class SessionHost {
   /** Hands a request to the session it names (the listener already validated the id). */
   async request(sessionId: string, request: WireRequest): Promise<Dispatched> {
     const session = this.#sessions.get(sessionId);
-    if (!session || session.reason) return answer(Answers.sessionNotFound(requestIdOf(request.body)));
+    if (!session || session.reason) return answer(Answers.sessionNotFound(requestIdOf(request.body), session?.reason));
     return this.#handle(session, request);
   }
 

@@ -773,6 +773,8 @@ export class MemoryStore implements SessionStore {
     const now = this.table.now();
     const createdAt = Number(Atomics.load(this.table.views.times, ref.slot * SLOT_I64 + T_CREATED));
     const owner = Atomics.load(words, base + S_OWNER);
+    // Remembered for the 404 a later request with this id gets (before the slot can be reused).
+    this.table.recordClose(ref, finalReason);
     // Free: bump the generation so the old id (and late leave()s) never match again.
     const gen = ((Atomics.load(words, base + S_GEN) >>> 0) + 1) >>> 0 || 1;
     Atomics.store(words, base + S_GEN, gen | 0);
