@@ -120,6 +120,22 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.dispose();
     });
 
+    test('remembers why a session closed: its id then looks up as the close reason (for the 404 that says why)', async () => {
+      const h = await harness(suite, { maxSessions: 2, evict: 'oldest' });
+      const evicted = await h.idleSession();
+      const deleted = await h.idleSession();
+      h.store.closed(deleted, 'deleted');
+      await h.idleSession(); // frees a slot: none is full, so nothing is evicted yet
+      await h.idleSession(); // evicts the oldest
+      await h.settle();
+      expect(h.lookup(evicted.id)).toEqual({ ok: false, miss: 'evicted' });
+      expect(h.lookup(deleted.id)).toEqual({ ok: false, miss: 'deleted' });
+      // Only the whole id: the same slot and generation with another secret is unknown.
+      const last = evicted.id.at(-1) === '0' ? '1' : '0';
+      expect(h.lookup(`${evicted.id.slice(0, -1)}${last}`)).toEqual({ ok: false, miss: 'unknown' });
+      await h.dispose();
+    });
+
     test('refuses at capacity with eviction off: 503 reason, Retry-After of at least one second, nothing evicted', async () => {
       const h = await harness(suite, { maxSessions: 2, evict: 'none' });
       await h.idleSession();

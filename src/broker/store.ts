@@ -22,8 +22,11 @@ export interface SessionStore {
   /**
    * The owner reports the session's transport closed: by the client (DELETE),
    * by a failure, or after a close the store asked for (then the store's reason
-   * wins). Frees the slot. With `refund`, the session never served anything and
-   * its rate token is given back (the factory or transport failed at creation).
+   * wins). Frees the slot, and records the close in the process's index
+   * (`SessionIndex.recordClose`) so that a later request with the session's id
+   * is told why (404 with `data.reason`). With `refund`, the session never
+   * served anything and its rate token is given back (the factory or
+   * transport failed at creation).
    */
   closed(ref: SessionRef, reason: CloseReason, options?: { refund?: boolean }): void;
   /** Asks the owner to close a session (idempotent); `closed` follows when it has. */
