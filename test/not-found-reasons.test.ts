@@ -174,7 +174,7 @@ describe('recoveringFetch', () => {
     expect(replacement).not.toBe(first);
     expect(created.map((e) => e.id)).toContain(replacement);
     // The SDK 1.x transport takes the id from each answer's header, so it now holds the new one
-    // (a library that keeps the old id has it rewritten by the wrapper: the other tests below).
+    // (a library that keeps the old id has it rewritten by the wrapper: the next test).
     expect(a.transport.sessionId).toBe(replacement);
     expect(await a.client.listTools()).toMatchObject({ tools: expect.any(Array) });
     expect(recovered).toHaveLength(1);
@@ -182,6 +182,64 @@ describe('recoveringFetch', () => {
     await a.transport.terminateSession();
     await until(() => served?.broker.index.lookup(replacement).ok === false, 5_000, 'the new session deleted');
     await a.client.close();
+  });
+
+  it('rewrites the old id on every later request of a library that keeps it', async () => {
+    served = await start({ maxSessions: 1 });
+    const url = served.url;
+    const recovered: RecoverEvent[] = [];
+    const statuses: number[] = [];
+    const spying: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      statuses.push(response.status);
+      return response;
+    };
+    const wrapped = recoveringFetch({ fetch: spying, onRecover: (e) => recovered.push(e) });
+    // A minimal client that never looks at the id in answers after the first.
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const init = await wrapped(url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 0,
+        method: 'initialize',
+        params: {
+          protocolVersion: LATEST_PROTOCOL_VERSION,
+          capabilities: {},
+          clientInfo: { name: 'kept', version: '1' },
+        },
+      }),
+    });
+    await init.text();
+    const old = init.headers.get('mcp-session-id') as string;
+    const sessionHeaders = { ...headers, 'mcp-session-id': old, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION };
+    await (
+      await wrapped(url, {
+        method: 'POST',
+        headers: sessionHeaders,
+        body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+      })
+    ).text();
+    await rawInitialize(url); // evicts it
+    for (const id of [1, 2, 3]) {
+      const answer = await wrapped(url, {
+        method: 'POST',
+        headers: sessionHeaders,
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: { name: 'echo', arguments: { text: `${id}` } },
+        }),
+      });
+      expect(answer.status).toBe(200);
+      expect(await answer.text()).toContain(`"text":"${id}"`);
+    }
+    // One recovery (one 404); the later calls went straight to the new session.
+    expect(recovered).toHaveLength(1);
+    expect(statuses.filter((status) => status === 404)).toHaveLength(1);
+    expect(served.broker.index.lookup(recovered[0]?.newSessionId as string).ok).toBe(true);
   });
 
   it('starts one new session for concurrent requests that all got 404', async () => {
