@@ -33,6 +33,22 @@ function textOf(result: unknown): string {
   return text;
 }
 
+/** What the MCP SDK clients (1.x and 2.x) and the AI SDK's client have in common. */
+interface ListsAndCalls {
+  listTools(): Promise<{ tools: Array<{ name: string }> }>;
+  callTool(call: { name: string; arguments: Record<string, unknown> }): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/** A client with `listTools`, `callTool` and `close`, as a `Connected`. */
+function viaClient(client: ListsAndCalls): Connected {
+  return {
+    list: async () => (await client.listTools()).tools.map((t) => t.name),
+    echo: async (text) => textOf(await client.callTool({ name: 'echo', arguments: { text } })),
+    close: () => client.close(),
+  };
+}
+
 const sdkV1: Driver = {
   name: 'MCP TypeScript SDK 1.x Client',
   version: '@modelcontextprotocol/sdk 1.32',
@@ -44,12 +60,8 @@ const sdkV1: Driver = {
     const client = new Client({ name: 'compat', version: '1.0.0' });
     const transport = new StreamableHTTPClientTransport(new URL(url), fetchFn ? { fetch: fetchFn } : {});
     await client.connect(transport);
-    return {
-      list: async () => (await client.listTools()).tools.map((t) => t.name),
-      echo: async (text) => textOf(await client.callTool({ name: 'echo', arguments: { text } })),
-      // As its examples end: close() alone (a DELETE needs transport.terminateSession()).
-      close: () => client.close(),
-    };
+    // As its examples end: close() alone (a DELETE needs transport.terminateSession()).
+    return viaClient(client);
   },
 };
 
@@ -63,11 +75,7 @@ const sdkV2: Driver = {
     const client = new Client({ name: 'compat', version: '1.0.0' });
     const transport = new StreamableHTTPClientTransport(new URL(url), fetchFn ? { fetch: fetchFn } : {});
     await client.connect(transport);
-    return {
-      list: async () => (await client.listTools()).tools.map((t: { name: string }) => t.name),
-      echo: async (text) => textOf(await client.callTool({ name: 'echo', arguments: { text } })),
-      close: () => client.close(),
-    };
+    return viaClient(client);
   },
 };
 
@@ -81,11 +89,7 @@ const aiSdk: Driver = {
     const client = await createMCPClient({
       transport: { type: 'http', url, ...(fetchFn ? { fetch: fetchFn } : {}) },
     });
-    return {
-      list: async () => (await client.listTools()).tools.map((t) => t.name),
-      echo: async (text) => textOf(await client.callTool({ name: 'echo', arguments: { text } })),
-      close: () => client.close(),
-    };
+    return viaClient(client);
   },
 };
 
@@ -185,11 +189,7 @@ const mcpRemote: Driver = {
     });
     const client = new Client({ name: 'compat', version: '1.0.0' });
     await client.connect(transport);
-    return {
-      list: async () => (await client.listTools()).tools.map((t) => t.name),
-      echo: async (text) => textOf(await client.callTool({ name: 'echo', arguments: { text } })),
-      close: () => client.close(),
-    };
+    return viaClient(client);
   },
 };
 

@@ -98,6 +98,31 @@ export interface TableViews {
 /** The shortest heartbeat period, ms: a timer that fires more often costs more than it tells. */
 const MIN_HEARTBEAT_MS = 10;
 
+/**
+ * How an id's secret (its four random words) and the request's principal
+ * binding differ from the ones stored at `randAt` and `bindingAt` of `array`:
+ * 0 when they match. The differences are accumulated without branching on
+ * secret material. A stored binding of 0, 0 (a session not bound to a
+ * principal) matches any request; a bound one only the same principal (a
+ * request without one compares as 0, 0 and never matches a binding).
+ */
+function secretDiff(
+  array: Int32Array,
+  randAt: number,
+  bindingAt: number,
+  rand: readonly number[],
+  binding: readonly [number, number] | undefined,
+): number {
+  let diff = Atomics.load(array, randAt) ^ (rand[0] ?? 0);
+  diff |= Atomics.load(array, randAt + 1) ^ (rand[1] ?? 0);
+  diff |= Atomics.load(array, randAt + 2) ^ (rand[2] ?? 0);
+  diff |= Atomics.load(array, randAt + 3) ^ (rand[3] ?? 0);
+  const bound0 = Atomics.load(array, bindingAt);
+  const bound1 = Atomics.load(array, bindingAt + 1);
+  if ((bound0 | bound1) !== 0) diff |= (bound0 ^ (binding?.[0] ?? 0)) | (bound1 ^ (binding?.[1] ?? 0));
+  return diff;
+}
+
 /** The real clock: ms on a timeline shared by all threads of the process. */
 export function wallNow(): number {
   return performance.timeOrigin + performance.now();
@@ -233,22 +258,19 @@ export class SessionTable implements SessionIndex {
     const words = this.views.words;
     const base = slot * SLOT_I32;
     const word = Atomics.load(words, base + S_STATE);
-    if (wordState(word) !== ST_LIVE || wordTag(word) !== (gen & 0xff)) {
-      return { ok: false, miss: this.#closedReason(slot, gen, rand, binding) };
+    const tag = gen & 0xff;
+    if (wordState(word) === ST_LIVE && wordTag(word) === tag && this.#holds(base, gen, rand, binding)) {
+      // A slot recycled (or closing) between these loads changes its state or its
+      // tag. Only those are compared: the in-flight count in the same word moves
+      // whenever a request of this session enters or leaves on another thread, and
+      // must not make the lookup fail. The compare-and-swap in enter() checks again.
+      const again = Atomics.load(words, base + S_STATE);
+      if (wordState(again) === ST_LIVE && wordTag(again) === tag) {
+        const expired = this.expiry(slot, word, this.now());
+        return expired ? { ok: false, miss: expired } : { ok: true, ref: { slot, gen } };
+      }
     }
-    if (!this.#holds(base, gen, rand, binding))
-      return { ok: false, miss: this.#closedReason(slot, gen, rand, binding) };
-    // A slot recycled (or closing) between these loads changes its state or its
-    // tag. Only those are compared: the in-flight count in the same word moves
-    // whenever a request of this session enters or leaves on another thread, and
-    // must not make the lookup fail. The compare-and-swap in enter() checks again.
-    const again = Atomics.load(words, base + S_STATE);
-    if (wordState(again) !== ST_LIVE || wordTag(again) !== wordTag(word)) {
-      return { ok: false, miss: this.#closedReason(slot, gen, rand, binding) };
-    }
-    const expired = this.expiry(slot, word, this.now());
-    if (expired) return { ok: false, miss: expired };
-    return { ok: true, ref: { slot, gen } };
+    return { ok: false, miss: this.#closedReason(slot, gen, rand, binding) };
   }
 
   /**
@@ -258,17 +280,8 @@ export class SessionTable implements SessionIndex {
    */
   #holds(base: number, gen: number, rand: readonly number[], binding: readonly [number, number] | undefined): boolean {
     const words = this.views.words;
-    let diff = (Atomics.load(words, base + S_GEN) >>> 0) ^ gen;
-    diff |= Atomics.load(words, base + S_RAND) ^ (rand[0] ?? 0);
-    diff |= Atomics.load(words, base + S_RAND + 1) ^ (rand[1] ?? 0);
-    diff |= Atomics.load(words, base + S_RAND + 2) ^ (rand[2] ?? 0);
-    diff |= Atomics.load(words, base + S_RAND + 3) ^ (rand[3] ?? 0);
-    // A session bound to an authenticated principal answers only that principal
-    // (a request without one compares as 0, 0 and never matches a binding).
-    const bound0 = Atomics.load(words, base + S_CLIENT_HASH);
-    const bound1 = Atomics.load(words, base + S_CLIENT_HASH + 1);
-    if ((bound0 | bound1) !== 0) diff |= (bound0 ^ (binding?.[0] ?? 0)) | (bound1 ^ (binding?.[1] ?? 0));
-    return diff === 0;
+    const genDiff = (Atomics.load(words, base + S_GEN) >>> 0) ^ gen;
+    return (genDiff | secretDiff(words, base + S_RAND, base + S_CLIENT_HASH, rand, binding)) === 0;
   }
 
   /**
@@ -296,13 +309,7 @@ export class SessionTable implements SessionIndex {
     const entry = ((rand[0] ?? 0) & (this.layout.closeEntries - 1)) * CLOSE_I32;
     const seq = Atomics.load(closes, entry + CL_SEQ);
     if (seq & 1) return 'unknown';
-    let diff = Atomics.load(closes, entry + CL_RAND) ^ (rand[0] ?? 0);
-    diff |= Atomics.load(closes, entry + CL_RAND + 1) ^ (rand[1] ?? 0);
-    diff |= Atomics.load(closes, entry + CL_RAND + 2) ^ (rand[2] ?? 0);
-    diff |= Atomics.load(closes, entry + CL_RAND + 3) ^ (rand[3] ?? 0);
-    const bound0 = Atomics.load(closes, entry + CL_CLIENT_HASH);
-    const bound1 = Atomics.load(closes, entry + CL_CLIENT_HASH + 1);
-    if ((bound0 | bound1) !== 0) diff |= (bound0 ^ (binding?.[0] ?? 0)) | (bound1 ^ (binding?.[1] ?? 0));
+    const diff = secretDiff(closes, entry + CL_RAND, entry + CL_CLIENT_HASH, rand, binding);
     const reason = CLOSE_REASONS[Atomics.load(closes, entry + CL_REASON) - 1];
     // A write that began meanwhile moved the sequence: what was read may be torn.
     if (diff !== 0 || !reason || Atomics.load(closes, entry + CL_SEQ) !== seq) return 'unknown';

@@ -150,10 +150,8 @@ export function recoveringFetch(options: RecoveringFetchOptions = {}): typeof fe
     const reason = reasonOf(await response.text());
     let replacing = recovering.get(sentId);
     if (!replacing) {
-      replacing =
-        current !== undefined && current !== sentId && stale.has(sentId)
-          ? Promise.resolve(current)
-          : replace(sentId, out, reason);
+      // Replaced while this request was on its way (an id turns stale only once `current` is its successor).
+      replacing = stale.has(sentId) && current !== undefined ? Promise.resolve(current) : replace(sentId, out, reason);
       recovering.set(sentId, replacing);
       void replacing.finally(() => recovering.delete(sentId)).catch(() => undefined);
     }

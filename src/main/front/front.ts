@@ -238,10 +238,11 @@ export class Front {
     const index = this.#index;
     const still = index.lookup(named.id, named.binding);
     if (!still.ok) return send(res, Answers.sessionNotFound(check.id, still.miss));
+    // The same id names the same slot and generation: `named.ref` is still the session's.
     return this.#enterAndForward(
       res,
-      { ...named, ref: still.ref },
-      () => this.#dispatcher.session(named.id, still.ref, index.owner(still.ref), request),
+      named,
+      () => this.#dispatcher.session(named.id, named.ref, index.owner(named.ref), request),
       check.id,
     );
   }
