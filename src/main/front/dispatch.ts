@@ -105,6 +105,9 @@ interface LiveThread {
   readonly lane: number;
   /** Its listener (per-thread listeners only). */
   readonly listener: Remote<ThreadControl> | undefined;
+  /** Settles once the thread is gone or the pool closed: a call to its listener then never answers. */
+  readonly left: Promise<void>;
+  leave(): void;
 }
 
 /**
@@ -245,7 +248,11 @@ export class PoolDispatcher implements Dispatcher {
       message.listenerPort.close();
       message.mainPort.close();
     }
-    const thread: LiveThread = { channel: new Channel(message.requestPort), lane: message.lane, listener };
+    let leave!: () => void;
+    const left = new Promise<void>((resolve) => {
+      leave = resolve;
+    });
+    const thread: LiveThread = { channel: new Channel(message.requestPort), lane: message.lane, listener, left, leave };
     if (listener) {
       for (const [otherId, other] of this.#live) {
         if (!other.listener) continue;
@@ -290,22 +297,33 @@ export class PoolDispatcher implements Dispatcher {
   async open(policy: OriginPolicy): Promise<void> {
     // Known before or after listen(): serve() opens first for a known port, after for port 0.
     this.#policy = policy;
-    await Promise.all([...this.#live.values()].map((t) => t.listener?.open(policy)));
+    await this.#everyListener((listener) => listener.open(policy));
   }
 
   /** Per-thread listeners: every thread stops accepting connections and closes its idle ones. */
   async stopListening(): Promise<void> {
-    await Promise.all([...this.#live.values()].map((t) => t.listener?.stop().catch(() => undefined)));
+    await this.#everyListener((listener) => listener.stop().catch(() => undefined));
   }
 
   /** Per-thread listeners: every thread lets its POSTs finish (up to `timeoutMs`). */
   async drain(timeoutMs: number): Promise<void> {
-    await Promise.all([...this.#live.values()].map((t) => t.listener?.drain(timeoutMs).catch(() => undefined)));
+    await this.#everyListener((listener) => listener.drain(timeoutMs).catch(() => undefined));
   }
 
   /** Per-thread listeners: every thread lets its open responses end for up to `ms`, then closes its connections. */
   async flush(ms: number): Promise<void> {
-    await Promise.all([...this.#live.values()].map((t) => t.listener?.flush(ms).catch(() => undefined)));
+    await this.#everyListener((listener) => listener.flush(ms).catch(() => undefined));
+  }
+
+  /**
+   * Calls every live thread's listener. A call to a thread that goes (it died,
+   * or the pool was closed meanwhile: a shutdown that runs while `serve()`
+   * stops the listeners) ends when it does: a terminated thread never answers.
+   */
+  async #everyListener(call: (listener: Remote<ThreadControl>) => Promise<unknown>): Promise<void> {
+    await Promise.all(
+      [...this.#live.values()].map((t) => (t.listener ? Promise.race([call(t.listener), t.left]) : undefined)),
+    );
   }
 
   get threadIds(): readonly number[] {
@@ -321,6 +339,7 @@ export class PoolDispatcher implements Dispatcher {
     const thread = this.#live.get(threadId);
     if (!thread) return;
     this.#live.delete(threadId);
+    thread.leave();
     // Requests still waiting on it fail now ("Session closed: error"), if the port has not closed already.
     thread.channel.close();
     this.#pending.forget(threadId);
@@ -431,7 +450,10 @@ export class PoolDispatcher implements Dispatcher {
   async close(): Promise<void> {
     this.#closing = true;
     clearInterval(this.#watchdog);
-    for (const thread of this.#live.values()) thread.channel.close();
+    for (const thread of this.#live.values()) {
+      thread.channel.close();
+      thread.leave();
+    }
     await this.#pool.destroy();
   }
 }
