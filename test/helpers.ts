@@ -205,3 +205,32 @@ export async function firstLine(child: ChildProcess): Promise<string> {
   }
   throw new Error(`no output; exit ${child.exitCode}`);
 }
+
+/**
+ * Connects `n` sessions and makes sure every handler thread owns at least one.
+ * With per-thread listeners the kernel picks the thread for each connection,
+ * so all of them can land on one; a session on the busiest thread is then
+ * deleted and another connected, until the spread holds.
+ */
+export async function connectOnEveryThread(
+  served: Served,
+  n: number,
+): Promise<{ session: Connected; owner: number }[]> {
+  const threads = served.broker.threadIds.length;
+  if (n < threads) throw new Error(`${n} sessions cannot cover ${threads} threads`);
+  const own = async (session: Connected) => ({ session, owner: await threadOf(served.url, session.sessionId) });
+  const all = await Promise.all(Array.from({ length: n }, async () => own(await connect(served.url))));
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const counts = new Map<number, number>();
+    for (const { owner } of all) counts.set(owner, (counts.get(owner) ?? 0) + 1);
+    if (counts.size === threads) return all;
+    const busiest = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+    const i = all.findIndex((x) => x.owner === busiest);
+    const [gone] = all.splice(i, 1);
+    await gone?.session.transport.terminateSession();
+    await gone?.session.client.close();
+    await until(async () => (await served.broker.stats()).occupied < n, 5000, 'the deleted session to close');
+    all.push(await own(await connect(served.url)));
+  }
+  throw new Error(`sessions did not spread over ${threads} threads`);
+}

@@ -4,7 +4,17 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Served } from '../dist/main/index.js';
-import { alive, connect, rawCall, rawInitialize, recordClosed, start, threadOf, until } from './helpers.js';
+import {
+  alive,
+  connect,
+  connectOnEveryThread,
+  rawCall,
+  rawInitialize,
+  recordClosed,
+  start,
+  threadOf,
+  until,
+} from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -39,11 +49,11 @@ describe('a handler thread crash', () => {
     served = await start({ maxSessions: 6, threads: 2, evict: 'none' });
     const s = served;
     const closed = recordClosed(s);
-    const sessions = await Promise.all(Array.from({ length: 6 }, () => connect(s.url)));
-    const owners = await Promise.all(sessions.map((x) => threadOf(s.url, x.sessionId)));
-    const victimThread = owners[0] as number;
-    const doomed = sessions.filter((_, i) => owners[i] === victimThread).map((x) => x.sessionId);
-    const survivors = sessions.filter((_, i) => owners[i] !== victimThread).map((x) => x.sessionId);
+    // Both threads own sessions (with per-thread listeners the kernel picks).
+    const owned = await connectOnEveryThread(s, 6);
+    const victimThread = owned[0]?.owner as number;
+    const doomed = owned.filter((x) => x.owner === victimThread).map((x) => x.session.sessionId);
+    const survivors = owned.filter((x) => x.owner !== victimThread).map((x) => x.session.sessionId);
     expect(doomed.length).toBeGreaterThan(0);
     expect(survivors.length).toBeGreaterThan(0);
     // Full, eviction off: nothing more fits.
