@@ -10,6 +10,7 @@ import {
   encodeFrame,
   FrameDecoder,
   MAX_BATCH,
+  MAX_CAPACITY,
   MAX_FRAME_BYTES,
   type Message,
   ProtocolError,
@@ -36,7 +37,13 @@ function clean<T extends object>(value: T): T {
 
 const message: fc.Arbitrary<Message> = fc
   .oneof(
-    fc.record({ type: fc.constant('hello'), version: u32, pid: u32, secret: fc.option(key, { nil: undefined }) }),
+    fc.record({
+      type: fc.constant('hello'),
+      version: u32,
+      pid: u32,
+      secret: fc.option(key, { nil: undefined }),
+      want: fc.option(fc.integer({ min: 0, max: 255 }), { nil: undefined }),
+    }),
     fc.record({ type: fc.constant('admit'), seq, clientKey: key, owner: u32, binding: bindingArb }),
     fc.record({
       type: fc.constant('closed'),
@@ -45,8 +52,13 @@ const message: fc.Arbitrary<Message> = fc
       reason: closeReason,
       refund: fc.option(fc.boolean(), { nil: undefined }),
     }),
-    fc.record({ type: fc.constant('busy'), slot: u32, gen: u32 }),
-    fc.record({ type: fc.constant('seen'), entries: fc.array(fc.tuple(u32, u32, ms), { maxLength: 20 }) }),
+    fc.record({
+      type: fc.constant('veto'),
+      slot: u32,
+      gen: u32,
+      seenAgoMs: ms,
+      busyForMs: fc.option(ms, { nil: undefined }),
+    }),
     fc.record({
       type: fc.constant('register'),
       sessions: fc.array(
@@ -54,20 +66,34 @@ const message: fc.Arbitrary<Message> = fc
           slot: u32,
           gen: u32,
           rand,
-          owner: u32,
           clientKey: key,
-          createdAt: ms,
-          lastSeen: ms,
+          createdAgoMs: ms,
+          seenAgoMs: ms,
           binding: bindingArb,
         }),
         { maxLength: 8 },
       ),
     }),
     fc.record({ type: fc.constant('stats'), seq }),
-    fc.record({ type: fc.constant('welcome'), process: fc.integer({ min: 0, max: 255 }), capacity: u32 }),
+    fc.record({
+      type: fc.constant('welcome'),
+      process: fc.integer({ min: 0, max: 255 }),
+      capacity: fc.integer({ min: 0, max: MAX_CAPACITY }),
+      idleTimeoutMs: ms,
+      maxLifetimeMs: ms,
+      busyTimeoutMs: ms,
+      routes: key,
+      routeSecret: key,
+    }),
     fc.record({ type: fc.constant('admitted'), seq, slot: u32, gen: u32, rand }),
     fc.record({ type: fc.constant('refused'), seq, reason: fc.constantFrom(...REJECT_REASONS), retryAfterMs: ms }),
-    fc.record({ type: fc.constant('close'), slot: u32, gen: u32, reason: closeReason }),
+    fc.record({
+      type: fc.constant('close'),
+      slot: u32,
+      gen: u32,
+      reason: closeReason,
+      seenAgoMs: fc.option(ms, { nil: undefined }),
+    }),
     fc.record({
       type: fc.constant('stats-result'),
       seq,
@@ -156,12 +182,13 @@ describe('authority protocol', () => {
     expect(() => decoder.push(head)).toThrow(/over 65536/);
     expect(decoder.buffered).toBe(0);
     expect(() => encodeFrame({ type: 'hello', version: 1, pid: 1, secret: 'x'.repeat(200) })).not.toThrow();
-    const many = Array.from({ length: MAX_BATCH + 1 }, () => [0, 0, 0] as const);
-    expect(() => encodeFrame({ type: 'seen', entries: many })).toThrow(ProtocolError);
+    const session = { slot: 0, gen: 1, rand: [1, 2, 3, 4] as const, clientKey: 'k', createdAgoMs: 0, seenAgoMs: 0 };
+    const many = Array.from({ length: MAX_BATCH + 1 }, () => session);
+    expect(() => encodeFrame({ type: 'register', sessions: many })).toThrow(ProtocolError);
   });
 
   it('takes a stream a byte at a time', () => {
-    const frames = Array.from({ length: 50 }, (_, i) => encodeFrame({ type: 'busy', slot: i, gen: 1 }));
+    const frames = Array.from({ length: 50 }, (_, i) => encodeFrame({ type: 'veto', slot: i, gen: 1, seenAgoMs: 0 }));
     const bytes = Buffer.concat(frames);
     const decoder = new FrameDecoder();
     const out: Message[] = [];
@@ -171,15 +198,16 @@ describe('authority protocol', () => {
 
   it.each([
     ['an unknown type', { type: 'evict-everything' }],
-    ['an extra field', { type: 'busy', slot: 1, gen: 1, all: true }],
+    ['an extra field', { type: 'veto', slot: 1, gen: 1, seenAgoMs: 0, all: true }],
     ['an unknown reason', { type: 'close', slot: 1, gen: 1, reason: 'because' }],
-    ['a negative slot', { type: 'busy', slot: -1, gen: 1 }],
-    ['a fractional slot', { type: 'busy', slot: 1.5, gen: 1 }],
+    ['a negative slot', { type: 'veto', slot: -1, gen: 1, seenAgoMs: 0 }],
+    ['a fractional slot', { type: 'veto', slot: 1.5, gen: 1, seenAgoMs: 0 }],
     ['a zero binding', { type: 'admit', seq: 1, clientKey: 'k', owner: 1, binding: [0, 0] }],
-    ['a process index over 255', { type: 'welcome', process: 256, capacity: 10 }],
-    ['a non-object', ['busy', 1, 1]],
+    ['a process index over 255', { type: 'hello', version: 1, pid: 1, want: 256 }],
+    ['a rand of three words', { type: 'admitted', seq: 1, slot: 1, gen: 1, rand: [1, 2, 3] }],
+    ['a non-object', ['veto', 1, 1]],
     ['null', null],
-    ['a __proto__ field', JSON.parse('{"type":"busy","slot":1,"gen":1,"__proto__":{"x":1}}')],
+    ['a __proto__ field', JSON.parse('{"type":"veto","slot":1,"gen":1,"seenAgoMs":0,"__proto__":{"x":1}}')],
   ])('refuses %s', (_what, value) => {
     expect(() => parseMessage(value)).toThrow(ProtocolError);
     const body = Buffer.from(JSON.stringify(value));

@@ -116,7 +116,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       for (let i = 0; i < 3; i++) ids.add((await h.idleSession()).id);
       expect(ids.size).toBe(3);
       for (const id of ids) expect(h.lookup(id).ok).toBe(true);
-      expect(h.store.stats().occupied).toBe(3);
+      expect((await h.store.stats()).occupied).toBe(3);
       await h.dispose();
     });
 
@@ -144,7 +144,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       expect(refused).toMatchObject({ ok: false, reason: 'full' });
       if (!refused.ok) expect(refused.retryAfterMs).toBeGreaterThanOrEqual(1000);
       expect(h.closes).toHaveLength(0);
-      expect(h.store.stats().rejectedTotal.full).toBe(1);
+      expect((await h.store.stats()).rejectedTotal.full).toBe(1);
       await h.dispose();
     });
 
@@ -160,13 +160,13 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.settle();
       expect(h.closes.map((c) => [c.ref.slot, c.reason])).toEqual([[first.slot, 'evicted']]);
       expect(decided).toBeUndefined();
-      expect(h.store.stats().occupied).toBe(2);
+      expect((await h.store.stats()).occupied).toBe(2);
       h.closes[0]?.confirm();
       const d = await third;
       expect(d.ok).toBe(true);
       expect(h.lookup(first.id).ok).toBe(false);
       expect(h.lookup(second.id).ok).toBe(true);
-      expect(h.store.stats().occupied).toBe(2);
+      expect((await h.store.stats()).occupied).toBe(2);
       await h.dispose();
     });
 
@@ -232,7 +232,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       expect(await h.admit()).toMatchObject({ ok: false, reason: 'rate_limited' });
       h.advance(1);
       expect((await h.admit()).ok).toBe(true);
-      expect(h.store.stats().rejectedTotal.rate_limited).toBe(4);
+      expect((await h.store.stats()).rejectedTotal.rate_limited).toBe(4);
       await h.dispose();
     });
 
@@ -281,7 +281,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       h.store.sweep();
       await h.settle();
       expect(h.closes.map((c) => c.reason)).toEqual(['idle']);
-      expect(h.store.stats().occupied).toBe(0);
+      expect((await h.store.stats()).occupied).toBe(0);
       await h.dispose();
     });
 
@@ -360,7 +360,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.idleSession('c', 8);
       await h.idleSession('c', 7);
       h.store.ownerGone(7);
-      const stats = h.store.stats();
+      const stats = await h.store.stats();
       expect(stats.occupied).toBe(1);
       expect(stats.closedTotal.error).toBe(2);
       await h.dispose();
@@ -374,7 +374,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       h.advance(5_000);
       h.store.sweep();
       await h.settle();
-      const stats = h.store.stats();
+      const stats = await h.store.stats();
       expect(stats).toMatchObject({ occupied: 0, live: 0, closing: 0, waiting: 0, createdTotal: 10 });
       expect(stats.closedTotal.evicted + stats.closedTotal.deleted).toBe(10);
       await h.dispose();
@@ -458,10 +458,10 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
         const third = h.admit('a');
         await h.settle();
         // The victim has not confirmed its close: the client's third is not admitted yet.
-        expect(h.store.stats().occupied).toBe(2);
+        expect((await h.store.stats()).occupied).toBe(2);
         h.closes[0]?.confirm();
         expect((await third).ok).toBe(true);
-        expect(h.store.stats().occupied).toBe(2);
+        expect((await h.store.stats()).occupied).toBe(2);
         await h.dispose();
       });
     });
@@ -472,7 +472,7 @@ export function runStoreSuite(suite: StoreSuiteOptions): void {
       await h.admitOk();
       await h.store.shutdown(1_000);
       expect(h.closes.map((c) => c.reason)).toEqual(['shutdown', 'shutdown']);
-      expect(h.store.stats().occupied).toBe(0);
+      expect((await h.store.stats()).occupied).toBe(0);
       expect((await h.admit()).ok).toBe(false);
       await h.dispose();
     });

@@ -21,7 +21,7 @@ export interface BrokerApi {
   attach(threadId: number, brokerPort: MessagePort, controlPort: MessagePort): void;
   ownerGone(threadId: number): void;
   sweep(): void;
-  stats(): BrokerStats;
+  stats(): BrokerStats | Promise<BrokerStats>;
   shutdown(timeoutMs: number): Promise<void>;
 }
 

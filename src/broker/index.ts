@@ -13,7 +13,7 @@ import type { SessionEvent } from '../shared/types.js';
 import { type BrokerApi, brokerApi, OwnerRegistry } from './api.js';
 import { loadStore, MEMORY_STORE_MODULE } from './load-store.js';
 import type { ResolvedAdmissionOptions } from './options.js';
-import type { SessionCloser, SessionEventListener } from './store.js';
+import type { RouteInfo, SessionCloser, SessionEventListener } from './store.js';
 import type { BrokerWorkerApi, BrokerWorkerData } from './worker.js';
 
 export type {
@@ -29,7 +29,7 @@ export type { BrokerApi } from './api.js';
 export function openIndex(descriptor: IndexDescriptor, now?: () => number): SessionIndex {
   return new SessionTable(descriptor.buffer, now);
 }
-export { MEMORY_STORE_MODULE } from './load-store.js';
+export { MEMORY_STORE_MODULE, REMOTE_STORE_MODULE } from './load-store.js';
 export {
   ADMISSION_DEFAULTS,
   type AdmissionOptions,
@@ -41,7 +41,17 @@ export {
   resolveAdmissionOptions,
   unresponsiveAfterMs,
 } from './options.js';
+export {
+  Authority,
+  type AuthorityAddress,
+  type AuthorityOptions,
+  listenOwnerOnly,
+  removeStaleSocket,
+} from './remote/authority.js';
+export { MAX_CAPACITY } from './remote/protocol.js';
 export type {
+  CloseVeto,
+  RouteInfo,
   SessionCloser,
   SessionEventListener,
   SessionStore,
@@ -49,6 +59,7 @@ export type {
   StoreFactory,
 } from './store.js';
 export { createStore as createMemoryStore, MemoryStore, type MemoryStoreOptions } from './stores/memory/index.js';
+export type { RemoteStoreOptions } from './stores/remote/index.js';
 
 /** Every broker API call, as a promise (what a comlink proxy gives). */
 export type AsyncBrokerApi = {
@@ -60,6 +71,8 @@ export interface BrokerHandle {
   /** This process's session index (the store's own shared table, for the memory store). */
   readonly index: SessionIndex;
   readonly api: AsyncBrokerApi;
+  /** How requests reach sessions of other processes (under a host's authority), else undefined. */
+  readonly routing: RouteInfo | undefined;
   /** Connects a handler thread (threads mode only). */
   attach(threadId: number, brokerPort: MessagePort, controlPort: MessagePort): Promise<void>;
   /** Stops the broker (after `api.shutdown`). */
@@ -74,6 +87,8 @@ export interface BrokerStartOptions {
   readonly stallTimeoutMs: number;
   /** The store module (file URL) exporting `createStore`. @default the memory store */
   readonly storeModule?: string;
+  /** What the store module is configured with (plain data). */
+  readonly storeOptions?: unknown;
   readonly onEvent: SessionEventListener;
   /** The broker worker died after it started (its calls now reject with this error). */
   readonly onFailure?: (error: BrokerError) => void;
@@ -88,6 +103,7 @@ export async function startBroker(options: BrokerStartOptions): Promise<BrokerHa
     manualClock: options.manualClock,
     stallTimeoutMs: options.stallTimeoutMs,
     storeModule: options.storeModule ?? MEMORY_STORE_MODULE,
+    storeOptions: options.storeOptions,
     eventPort: events.port2,
   };
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
@@ -99,9 +115,10 @@ export async function startBroker(options: BrokerStartOptions): Promise<BrokerHa
   events.port1.unref();
   const remote: Remote<BrokerWorkerApi> = wrap<BrokerWorkerApi>(endpoint(worker));
   let descriptor: IndexDescriptor;
+  let routing: RouteInfo | undefined;
   try {
-    descriptor = await Promise.race([
-      remote.index(),
+    [descriptor, routing] = await Promise.race([
+      Promise.all([remote.index(), remote.routing()]),
       new Promise<never>((_, reject) => {
         worker.once('error', reject);
         worker.once('exit', (code) => reject(new Error(`broker worker exited with code ${code}`)));
@@ -109,7 +126,9 @@ export async function startBroker(options: BrokerStartOptions): Promise<BrokerHa
     ]);
   } catch (cause) {
     await worker.terminate();
-    throw new BrokerError('ERR_BROKER_START', 'the broker worker failed to start', { cause });
+    // The store's own words say more than ours (an authority that cannot be reached, say).
+    const why = cause instanceof Error && cause.message ? `: ${cause.message}` : '';
+    throw new BrokerError('ERR_BROKER_START', `the broker worker failed to start${why}`, { cause });
   }
   // After start, a dead broker must not leave callers waiting forever: every
   // call races the worker's exit.
@@ -138,6 +157,7 @@ export async function startBroker(options: BrokerStartOptions): Promise<BrokerHa
   ) as AsyncBrokerApi;
   return {
     index: openIndex(descriptor),
+    routing,
     api,
     attach: guard((threadId: number, brokerPort: MessagePort, controlPort: MessagePort) =>
       remote.attach(threadId, transfer(brokerPort, [brokerPort]), transfer(controlPort, [controlPort])),
@@ -178,6 +198,7 @@ export async function startInProcessBroker(options: InProcessBrokerOptions): Pro
     stallTimeoutMs: options.stallTimeoutMs,
     closer: options.closer,
     onEvent: options.onEvent,
+    storeOptions: options.storeOptions,
     ...(options.now ? { now: options.now } : {}),
   });
   const api = brokerApi(store, new OwnerRegistry(), () => {
@@ -191,6 +212,7 @@ export async function startInProcessBroker(options: InProcessBrokerOptions): Pro
   ) as AsyncBrokerApi;
   return {
     index: openIndex(store.index, options.now),
+    routing: store.routing,
     api: asyncApi,
     attach: () => Promise.reject(new TypeError('handler threads cannot attach to an in-process broker')),
     terminate: async () => undefined,

@@ -8,6 +8,8 @@ import type { SessionStore, StoreContext, StoreFactory } from './store.js';
 
 /** The default store: strict, in memory, over the process's shared table. */
 export const MEMORY_STORE_MODULE = new URL('./stores/memory/index.js', import.meta.url).href;
+/** The store of a process under a host's admission authority (ADR 20). */
+export const REMOTE_STORE_MODULE = new URL('./stores/remote/index.js', import.meta.url).href;
 
 export async function loadStore(module: string, context: StoreContext): Promise<SessionStore> {
   let factory: unknown;

@@ -35,13 +35,50 @@ export interface SessionStore {
   ownerGone(owner: number): void;
   /** Closes expired sessions now (the store also does this on its own timer). */
   sweep(): void;
-  stats(): BrokerStats;
+  /** A store whose state lives elsewhere (a host's authority) answers asynchronously. */
+  stats(): BrokerStats | Promise<BrokerStats>;
   /** Refuses new admissions, closes every session with reason `shutdown`, waits up to `timeoutMs`. */
   shutdown(timeoutMs: number): Promise<void>;
+  /**
+   * Set by a store whose sessions are spread over processes (ADR 20): this
+   * process's index in ids, and how requests reach the others.
+   */
+  readonly routing?: RouteInfo;
 }
 
-/** Closes a session's transport in its owner thread; resolves when closed. */
-export type SessionCloser = (owner: number, ref: SessionRef, reason: CloseReason) => Promise<void>;
+/** How a process reaches the owners of sessions it does not own (ADR 20). */
+export interface RouteInfo {
+  /** This process's index (1..255), in the top 8 bits of its sessions' ids. */
+  readonly process: number;
+  /** The directory of every process's private socket, `<process>.sock`. */
+  readonly routes: string;
+  /** What a forwarded request carries for its owner to accept it. */
+  readonly secret: string;
+}
+
+/**
+ * An owner's refusal to close a session it was asked to close without force
+ * (eviction, idle expiry). Only owners in another process give one (ADR 20):
+ * they know what the authority's table does not. The slot goes back to live.
+ */
+export interface CloseVeto {
+  /** How long ago the session was last active, as the owner knows it. */
+  readonly seenAgoMs: number;
+  /** Set when a request is in flight (or the owner thread cannot answer now): for how long, ms. */
+  readonly busyForMs?: number;
+}
+
+/**
+ * Closes a session's transport in its owner; resolves when closed, or with a
+ * veto (owners in other processes only). `hint.seenAgoMs`: for eviction of the
+ * idlest, how long ago the store believes the session was last active.
+ */
+export type SessionCloser = (
+  owner: number,
+  ref: SessionRef,
+  reason: CloseReason,
+  hint?: { readonly seenAgoMs: number },
+) => Promise<CloseVeto | undefined> | Promise<void>;
 
 export type SessionEventListener = (event: SessionEvent) => void;
 
@@ -59,6 +96,8 @@ export interface StoreContext {
   readonly onEvent: SessionEventListener;
   /** Clock override for this thread, ms (in-process tests). */
   readonly now?: () => number;
+  /** What the store module is configured with (plain data: it crosses to the broker worker). */
+  readonly storeOptions?: unknown;
 }
 
 /** What a store module exports as `createStore`. */

@@ -14,6 +14,15 @@ export type {
 export { CLOSE_REASONS, EVICTION_POLICIES } from '../shared/types.js';
 export { parseDuration, parseRate } from './cli/index.js';
 export {
+  AUTHORITY_ENV,
+  type AuthorityHandle,
+  type AuthorityServerOptions,
+  clusterAuthority,
+  type StandaloneAuthorityOptions,
+  startAuthority,
+  startClusterBroker,
+} from './cluster/index.js';
+export {
   type BrokerMetrics,
   createMetrics,
   type Served,

@@ -62,6 +62,7 @@ const REFUSALS = {
   client_full: [429, 'Too many sessions for this client and none can be evicted'],
   shutting_down: [503, 'Server is shutting down'],
   owner_gone: [503, 'The thread that was to hold this session is gone and is being replaced: try again'],
+  unavailable: [503, 'The session authority is unreachable: no new sessions until it is back'],
   queue_full: [503, 'Server busy: request queue is full'],
   in_flight_limited: [429, 'Too many requests in flight for this session'],
   connections_full: [503, 'Server busy: too many open connections'],

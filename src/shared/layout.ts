@@ -111,9 +111,17 @@ export const H_FIFO_HEAD = 8;
 /** Newest slot in creation order, or -1. */
 export const H_FIFO_TAIL = 9;
 export const H_FIFO_LENGTH = 10;
-/** First free slot (free slots are chained through NEXT), or -1. */
+/** First free slot (free slots are chained through NEXT and PREV), or -1. */
 export const H_FREE_HEAD = 11;
-// Words 12..15 are unused.
+/**
+ * The process index this table's sessions carry in the top 8 bits of their
+ * ids' slot word: 0 for one process alone, 1..255 under a host's authority
+ * (ADR 20). An id with another index is not this table's.
+ */
+export const H_PROCESS_TAG = 12;
+/** Slot bits of an id's slot word; the bits above name the process. */
+export const SLOT_BITS = 24;
+// Words 13..15 are unused.
 export const HEADER_I32 = 16;
 
 // ---- SLOT TIMES (BigInt64 per slot, Atomics) ---------------------------------

@@ -28,6 +28,7 @@ import {
   H_FREE_HEAD,
   H_LANES,
   H_MAGIC,
+  H_PROCESS_TAG,
   H_RATE_MAX,
   H_VERSION,
   HEADER_I32,
@@ -47,6 +48,7 @@ import {
   S_RAND,
   S_REASON,
   S_STATE,
+  SLOT_BITS,
   SLOT_I32,
   SLOT_I64,
   ST_CLOSING,
@@ -60,6 +62,9 @@ import {
   wordTag,
 } from './layout.js';
 import { parseSessionId } from './session-id.js';
+
+const SLOT_MASK = (1 << SLOT_BITS) - 1;
+
 import type { EnterResult, IndexDescriptor, LookupResult, SessionIndex } from './session-index.js';
 import { CLOSE_REASONS, type CloseReason, type SessionRef } from './types.js';
 
@@ -80,6 +85,8 @@ export interface TableInit {
   readonly unresponsiveMs: number;
   /** A handler thread whose heartbeat is older than this (real ms) is replaced; 0 = never. */
   readonly stallTimeoutMs: number;
+  /** The process index the sessions' ids carry (1..255 under a host's authority). @default 0 */
+  readonly processTag?: number;
 }
 
 /** Typed views over each region; the broker's store writes through these. */
@@ -141,6 +148,8 @@ export class SessionTable implements SessionIndex {
   readonly unresponsiveMs: number;
   /** A heartbeat older than this (real ms) gets its thread replaced; 0 = never. */
   readonly stallTimeoutMs: number;
+  /** The process index this table's ids carry (`H_PROCESS_TAG`). */
+  readonly processTag: number;
   readonly #epoch: number;
   readonly #manual: boolean;
   readonly #now: (() => number) | undefined;
@@ -165,13 +174,14 @@ export class SessionTable implements SessionIndex {
     header[H_RATE_MAX] = init.rateMax;
     header[H_FIFO_HEAD] = -1;
     header[H_FIFO_TAIL] = -1;
+    header[H_PROCESS_TAG] = init.processTag ?? 0;
     const words = new Int32Array(buffer, layout.slotWordsOffset, init.capacity * SLOT_I32);
     // Every slot starts free with generation 1, chained into the free list in index order.
     for (let slot = 0; slot < init.capacity; slot++) {
       const base = slot * SLOT_I32;
       words[base + S_GEN] = 1;
       words[base + S_STATE] = stateWord(1, 0, 0);
-      words[base + S_PREV] = -1;
+      words[base + S_PREV] = slot - 1;
       words[base + S_NEXT] = slot + 1 < init.capacity ? slot + 1 : -1;
       words[base + S_REASON] = -1;
     }
@@ -215,6 +225,7 @@ export class SessionTable implements SessionIndex {
     this.#manual = config[C_MANUAL_CLOCK] === 1;
     this.unresponsiveMs = config[C_UNRESPONSIVE_MS] ?? 0;
     this.stallTimeoutMs = config[C_STALL_MS] ?? 0;
+    this.processTag = probe[H_PROCESS_TAG] ?? 0;
     this.#now = now;
   }
 
@@ -253,7 +264,10 @@ export class SessionTable implements SessionIndex {
   lookup(id: string, binding?: readonly [number, number]): LookupResult {
     const parsed = parseSessionId(id);
     if (!parsed) return { ok: false, miss: 'malformed' };
-    const { slot, gen, rand } = parsed;
+    const { gen, rand } = parsed;
+    // The top bits name the process that owns the session: another's is not in this table.
+    if (parsed.slot >>> SLOT_BITS !== this.processTag) return { ok: false, miss: 'unknown' };
+    const slot = parsed.slot & SLOT_MASK;
     if (slot >= this.capacity) return { ok: false, miss: 'unknown' };
     const words = this.views.words;
     const base = slot * SLOT_I32;

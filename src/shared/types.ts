@@ -11,7 +11,10 @@ export type CloseReason = (typeof CLOSE_REASONS)[number];
  * Why the broker refused an admission. The order is the order of the `rejected`
  * counters. `rate_limited`/`full` are the global limits; `client_*` a client's own;
  * `shutting_down`: the server is shutting down; `owner_gone`: the thread that was
- * to own the session is gone (it died, or the watchdog is replacing it).
+ * to own the session is gone (it died, or the watchdog is replacing it);
+ * `unavailable`: the host's admission authority cannot be reached (many
+ * processes: new sessions are refused until it is back, never admitted
+ * without it).
  */
 export const REJECT_REASONS = [
   'rate_limited',
@@ -20,6 +23,7 @@ export const REJECT_REASONS = [
   'client_full',
   'shutting_down',
   'owner_gone',
+  'unavailable',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -17,6 +17,8 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME_BYTES = 64 * 1024;
 /** Most sessions in one `register` frame, and most entries in one `seen` frame. */
 export const MAX_BATCH = 256;
+/** The most slots an authority may have: the top 8 bits of an id's slot word name the process. */
+export const MAX_CAPACITY = 0xff_ffff;
 /** Longest client key, characters (longer keys are refused by the front before admission). */
 const MAX_KEY_LENGTH = 1024;
 
@@ -24,7 +26,14 @@ type Words4 = readonly [number, number, number, number];
 
 /** Process -> authority. */
 export type ProcessMessage =
-  | { readonly type: 'hello'; readonly version: number; readonly pid: number; readonly secret?: string }
+  | {
+      readonly type: 'hello';
+      readonly version: number;
+      readonly pid: number;
+      readonly secret?: string;
+      /** The process index it had before (a reconnect): its sessions' ids carry it. */
+      readonly want?: number;
+    }
   | {
       readonly type: 'admit';
       readonly seq: number;
@@ -39,26 +48,47 @@ export type ProcessMessage =
       readonly reason: CloseReason;
       readonly refund?: boolean;
     }
-  | { readonly type: 'busy'; readonly slot: number; readonly gen: number }
-  | { readonly type: 'seen'; readonly entries: ReadonlyArray<readonly [slot: number, gen: number, lastSeen: number]> }
+  | {
+      /**
+       * The owner will not close the session now (the answer to a `close`
+       * that was not forced): a request is in flight (`busyForMs`: since
+       * when), its thread cannot answer, or it was active more recently
+       * than the authority knew (`seenAgoMs`).
+       */
+      readonly type: 'veto';
+      readonly slot: number;
+      readonly gen: number;
+      readonly seenAgoMs: number;
+      readonly busyForMs?: number;
+    }
   | { readonly type: 'register'; readonly sessions: readonly RegisteredSession[] }
   | { readonly type: 'stats'; readonly seq: number };
 
-/** A session a process owns, as it tells a (restarted) authority. */
+/** A session a process owns, as it tells a (restarted) authority. Times are ages, ms (clocks differ). */
 export interface RegisteredSession {
   readonly slot: number;
   readonly gen: number;
   readonly rand: Words4;
-  readonly owner: number;
   readonly clientKey: string;
-  readonly createdAt: number;
-  readonly lastSeen: number;
+  readonly createdAgoMs: number;
+  readonly seenAgoMs: number;
   readonly binding?: readonly [number, number];
 }
 
 /** Authority -> process. */
 export type AuthorityMessage =
-  | { readonly type: 'welcome'; readonly process: number; readonly capacity: number }
+  | {
+      readonly type: 'welcome';
+      readonly process: number;
+      readonly capacity: number;
+      readonly idleTimeoutMs: number;
+      readonly maxLifetimeMs: number;
+      readonly busyTimeoutMs: number;
+      /** The directory of the processes' private sockets (`<process>.sock`). */
+      readonly routes: string;
+      /** What a forwarded request carries to be accepted by its owner. */
+      readonly routeSecret: string;
+    }
   | {
       readonly type: 'admitted';
       readonly seq: number;
@@ -67,7 +97,14 @@ export type AuthorityMessage =
       readonly rand: Words4;
     }
   | { readonly type: 'refused'; readonly seq: number; readonly reason: RejectReason; readonly retryAfterMs: number }
-  | { readonly type: 'close'; readonly slot: number; readonly gen: number; readonly reason: CloseReason }
+  | {
+      readonly type: 'close';
+      readonly slot: number;
+      readonly gen: number;
+      readonly reason: CloseReason;
+      /** For eviction of the idlest: how long ago the authority believes the session was last active. */
+      readonly seenAgoMs?: number;
+    }
   | { readonly type: 'stats-result'; readonly seq: number; readonly stats: Readonly<Record<string, number>> };
 
 export type Message = ProcessMessage | AuthorityMessage;
@@ -140,15 +177,14 @@ function registered(value: unknown): RegisteredSession {
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     fail('a registered session must be an object');
   const f = value as Fields;
-  only(f, ['slot', 'gen', 'rand', 'owner', 'clientKey', 'createdAt', 'lastSeen', 'binding']);
+  only(f, ['slot', 'gen', 'rand', 'clientKey', 'createdAgoMs', 'seenAgoMs', 'binding']);
   const session: RegisteredSession = {
     slot: uint(f.slot, 'slot'),
     gen: uint(f.gen, 'gen'),
     rand: words(f.rand, 4, 'rand') as unknown as Words4,
-    owner: uint(f.owner, 'owner'),
     clientKey: text(f.clientKey, 'clientKey', MAX_KEY_LENGTH),
-    createdAt: time(f.createdAt, 'createdAt'),
-    lastSeen: time(f.lastSeen, 'lastSeen'),
+    createdAgoMs: time(f.createdAgoMs, 'createdAgoMs'),
+    seenAgoMs: time(f.seenAgoMs, 'seenAgoMs'),
   };
   const bound = binding(f.binding);
   return bound ? { ...session, binding: bound } : session;
@@ -164,9 +200,15 @@ export function parseMessage(value: unknown): Message {
   const f = value as Fields;
   switch (f.type) {
     case 'hello': {
-      only(f, ['type', 'version', 'pid', 'secret']);
-      const hello = { type: 'hello' as const, version: uint(f.version, 'version'), pid: uint(f.pid, 'pid') };
-      return f.secret === undefined ? hello : { ...hello, secret: text(f.secret, 'secret', 256) };
+      only(f, ['type', 'version', 'pid', 'secret', 'want']);
+      const hello: Extract<ProcessMessage, { type: 'hello' }> = {
+        type: 'hello',
+        version: uint(f.version, 'version'),
+        pid: uint(f.pid, 'pid'),
+        ...(f.secret === undefined ? {} : { secret: text(f.secret, 'secret', 256) }),
+        ...(f.want === undefined ? {} : { want: uint(f.want, 'want', 255) }),
+      };
+      return hello;
     }
     case 'admit': {
       only(f, ['type', 'seq', 'clientKey', 'owner', 'binding']);
@@ -191,18 +233,16 @@ export function parseMessage(value: unknown): Message {
       if (typeof f.refund !== 'boolean') fail('refund must be a boolean');
       return { ...closed, refund: f.refund };
     }
-    case 'busy':
-      only(f, ['type', 'slot', 'gen']);
-      return { type: 'busy', slot: uint(f.slot, 'slot'), gen: uint(f.gen, 'gen') };
-    case 'seen':
-      only(f, ['type', 'entries']);
-      return {
-        type: 'seen',
-        entries: list(f.entries, 'entries').map((entry, i) => {
-          if (!Array.isArray(entry) || entry.length !== 3) fail(`entries[${i}] must be [slot, gen, lastSeen]`);
-          return [uint(entry[0], 'slot'), uint(entry[1], 'gen'), time(entry[2], 'lastSeen')] as const;
-        }),
+    case 'veto': {
+      only(f, ['type', 'slot', 'gen', 'seenAgoMs', 'busyForMs']);
+      const veto = {
+        type: 'veto' as const,
+        slot: uint(f.slot, 'slot'),
+        gen: uint(f.gen, 'gen'),
+        seenAgoMs: time(f.seenAgoMs, 'seenAgoMs'),
       };
+      return f.busyForMs === undefined ? veto : { ...veto, busyForMs: time(f.busyForMs, 'busyForMs') };
+    }
     case 'register':
       only(f, ['type', 'sessions']);
       return { type: 'register', sessions: list(f.sessions, 'sessions').map(registered) };
@@ -210,8 +250,26 @@ export function parseMessage(value: unknown): Message {
       only(f, ['type', 'seq']);
       return { type: 'stats', seq: uint(f.seq, 'seq', Number.MAX_SAFE_INTEGER) };
     case 'welcome':
-      only(f, ['type', 'process', 'capacity']);
-      return { type: 'welcome', process: uint(f.process, 'process', 255), capacity: uint(f.capacity, 'capacity') };
+      only(f, [
+        'type',
+        'process',
+        'capacity',
+        'idleTimeoutMs',
+        'maxLifetimeMs',
+        'busyTimeoutMs',
+        'routes',
+        'routeSecret',
+      ]);
+      return {
+        type: 'welcome',
+        process: uint(f.process, 'process', 255),
+        capacity: uint(f.capacity, 'capacity', MAX_CAPACITY),
+        idleTimeoutMs: time(f.idleTimeoutMs, 'idleTimeoutMs'),
+        maxLifetimeMs: time(f.maxLifetimeMs, 'maxLifetimeMs'),
+        busyTimeoutMs: time(f.busyTimeoutMs, 'busyTimeoutMs'),
+        routes: text(f.routes, 'routes', 4096),
+        routeSecret: text(f.routeSecret, 'routeSecret', 256),
+      };
     case 'admitted':
       only(f, ['type', 'seq', 'slot', 'gen', 'rand']);
       return {
@@ -229,14 +287,16 @@ export function parseMessage(value: unknown): Message {
         reason: oneOf(f.reason, REJECT_REASONS, 'reason'),
         retryAfterMs: time(f.retryAfterMs, 'retryAfterMs'),
       };
-    case 'close':
-      only(f, ['type', 'slot', 'gen', 'reason']);
-      return {
-        type: 'close',
+    case 'close': {
+      only(f, ['type', 'slot', 'gen', 'reason', 'seenAgoMs']);
+      const close = {
+        type: 'close' as const,
         slot: uint(f.slot, 'slot'),
         gen: uint(f.gen, 'gen'),
         reason: oneOf(f.reason, CLOSE_REASONS, 'reason'),
       };
+      return f.seenAgoMs === undefined ? close : { ...close, seenAgoMs: time(f.seenAgoMs, 'seenAgoMs') };
+    }
     case 'stats-result': {
       only(f, ['type', 'seq', 'stats']);
       const stats = f.stats;

@@ -2,7 +2,9 @@
  * Command-line arguments of `mcp-session-broker serve`, parsed to serve() options.
  */
 import { parseArgs } from 'node:util';
+import type { AdmissionOptions } from '../../broker/index.js';
 import type { EvictionPolicy } from '../../shared/types.js';
+import type { StandaloneAuthorityOptions } from '../cluster/index.js';
 import type { ServeOptions } from '../front/index.js';
 import { parseBytes, parseDuration, parseRate } from './units.js';
 
@@ -10,6 +12,7 @@ import { parseBytes, parseDuration, parseRate } from './units.js';
 export const CLI_DEFAULT_MAX_SESSIONS = 1000;
 
 export const USAGE = `Usage: mcp-session-broker serve [module] [flags]
+       mcp-session-broker broker (--socket PATH | --tcp HOST:PORT --secret SECRET) [limits]
 
 Serves an MCP server over Streamable HTTP with bounded sessions. [module] is a
 JavaScript module whose default export is (ctx) => McpServer; without it the
@@ -57,6 +60,24 @@ Flags:
   --resume-bytes BYTES     bytes of SSE events kept per session for resumption, e.g. 1m (default 1 MiB)
   --resume-total BYTES     bytes of SSE events kept by all sessions together, e.g. 64m (default 64 MiB)
   --quiet                  no session lifecycle lines on stderr
+
+Many processes, one limit (the limits above are then held by the authority):
+  --workers N              run N worker processes (node:cluster) on the port, under one session
+                           authority in the primary; each has --threads handler threads (default:
+                           cores / N, at least 1)
+  --authority ADDRESS      serve under a standalone authority (mcp-session-broker broker): its
+                           socket path, or HOST:PORT; no limit flags then (they are the authority's)
+  --authority-secret S     the authority's secret (TCP); or MCP_SESSION_BROKER_SECRET
+
+broker: one session authority for several processes (PM2 cluster mode, several services):
+  --socket PATH            listen on this unix socket (created 0600: only this user's processes)
+  --tcp HOST:PORT          listen on TCP instead (loopback by default; needs --secret)
+  --secret S               what every process must present; or MCP_SESSION_BROKER_SECRET
+  --rebuild-grace DURATION after a restart, refuse new sessions this long while processes
+                           re-register theirs (default 2s)
+  with --max-sessions, --evict, --rate, --idle-timeout, --max-lifetime, --busy-timeout,
+  --per-client-max, --per-client-rate as for serve
+
   -h, --help               this text
   -v, --version            the version
 
@@ -65,8 +86,8 @@ Durations: 500ms, 2s, 1m, 4h, 1d.`;
 export class UsageError extends Error {}
 
 /** Turns argv (after the command name) into serve() options. Throws UsageError or RangeError/TypeError. */
-/** serve() options (`--auth MODULE` is `authModule`). */
-export type CliServeOptions = ServeOptions;
+/** serve() options (`--auth MODULE` is `authModule`), and `--workers`. */
+export type CliServeOptions = ServeOptions & { workers?: number };
 
 export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'version' {
   const { values, positionals } = parseArgs({
@@ -105,6 +126,9 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       'allowed-hosts': { type: 'string' },
       'allowed-origins': { type: 'string' },
       quiet: { type: 'boolean' },
+      workers: { type: 'string' },
+      authority: { type: 'string' },
+      'authority-secret': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
@@ -119,9 +143,23 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
     if (!/^\d+$/.test(value)) throw new UsageError(`--${flag} must be a non-negative integer, got "${value}"`);
     return Number(value);
   };
-  const options: ServeOptions = {
-    maxSessions: int('max-sessions', values['max-sessions']) ?? CLI_DEFAULT_MAX_SESSIONS,
-  };
+  const underAuthority = values.authority !== undefined;
+  const maxSessions = int('max-sessions', values['max-sessions']);
+  const options: CliServeOptions = underAuthority ? {} : { maxSessions: maxSessions ?? CLI_DEFAULT_MAX_SESSIONS };
+  if (underAuthority) {
+    if (maxSessions !== undefined) options.maxSessions = maxSessions;
+    options.authority = values.authority;
+    const secret = values['authority-secret'] ?? process.env.MCP_SESSION_BROKER_SECRET;
+    if (secret !== undefined) options.authoritySecret = secret;
+  } else if (values['authority-secret'] !== undefined) {
+    throw new UsageError('--authority-secret needs --authority');
+  }
+  const workers = int('workers', values.workers);
+  if (workers !== undefined) {
+    if (workers < 1 || workers > 255) throw new UsageError('--workers must be from 1 to 255');
+    if (underAuthority) throw new UsageError('--workers and --authority are mutually exclusive');
+    options.workers = workers;
+  }
   if (module !== undefined) options.module = module;
   if (values.host !== undefined) options.host = values.host;
   const port = int('port', values.port);
@@ -131,11 +169,7 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   if (threads !== undefined) options.threads = threads;
   if (values['stall-timeout'] !== undefined) options.stallTimeoutMs = parseDuration(values['stall-timeout']);
   if (values.listeners !== undefined) options.listeners = values.listeners as 'auto' | 'threads' | 'main';
-  if (values.evict !== undefined) options.evict = values.evict as EvictionPolicy;
-  if (values.rate !== undefined) options.rate = parseRate(values.rate);
-  if (values['idle-timeout'] !== undefined) options.idleTimeoutMs = parseDuration(values['idle-timeout']);
-  if (values['max-lifetime'] !== undefined) options.maxLifetimeMs = parseDuration(values['max-lifetime']);
-  if (values['busy-timeout'] !== undefined) options.busyTimeoutMs = parseDuration(values['busy-timeout']);
+  Object.assign(options, admissionFlags(values));
   if (values['max-body'] !== undefined) options.maxBodyBytes = parseBytes(values['max-body']);
   const maxInFlight = int('max-in-flight', values['max-in-flight']);
   if (maxInFlight !== undefined) options.maxInFlightPerSession = maxInFlight;
@@ -166,13 +200,6 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       ...(resumeTotal !== undefined ? { maxTotalBytes: parseBytes(resumeTotal) } : {}),
     };
   }
-  const perClientMax = int('per-client-max', values['per-client-max']);
-  if (perClientMax !== undefined || values['per-client-rate'] !== undefined) {
-    options.perClient = {
-      ...(perClientMax !== undefined ? { maxSessions: perClientMax } : {}),
-      ...(values['per-client-rate'] !== undefined ? { rate: parseRate(values['per-client-rate']) } : {}),
-    };
-  }
   const trustProxy = int('trust-proxy', values['trust-proxy']);
   if (trustProxy !== undefined) options.trustProxy = trustProxy;
   const list = (value: string) =>
@@ -184,6 +211,91 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   if (values['allowed-origins'] !== undefined) options.allowedOrigins = list(values['allowed-origins']);
   if (values.quiet) options.log = false;
   return values.auth === undefined ? options : { ...options, authModule: values.auth };
+}
+
+function nonNegative(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${flag} must be a non-negative integer, got "${value}"`);
+  return Number(value);
+}
+
+/** The admission limits among parsed flags (all but `--max-sessions`), as options. */
+function admissionFlags(values: Record<string, string | boolean | undefined>): Partial<AdmissionOptions> {
+  const text = (flag: string) => values[flag] as string | undefined;
+  const out: Partial<AdmissionOptions> = {};
+  if (text('evict') !== undefined) out.evict = text('evict') as EvictionPolicy;
+  if (text('rate') !== undefined) out.rate = parseRate(text('rate') as string);
+  if (text('idle-timeout') !== undefined) out.idleTimeoutMs = parseDuration(text('idle-timeout') as string);
+  if (text('max-lifetime') !== undefined) out.maxLifetimeMs = parseDuration(text('max-lifetime') as string);
+  if (text('busy-timeout') !== undefined) out.busyTimeoutMs = parseDuration(text('busy-timeout') as string);
+  const perClientMax = nonNegative('per-client-max', text('per-client-max'));
+  if (perClientMax !== undefined || text('per-client-rate') !== undefined) {
+    out.perClient = {
+      ...(perClientMax !== undefined ? { maxSessions: perClientMax } : {}),
+      ...(text('per-client-rate') !== undefined ? { rate: parseRate(text('per-client-rate') as string) } : {}),
+    };
+  }
+  return out;
+}
+
+const ADMISSION_FLAGS = {
+  'max-sessions': { type: 'string' },
+  evict: { type: 'string' },
+  rate: { type: 'string' },
+  'idle-timeout': { type: 'string' },
+  'max-lifetime': { type: 'string' },
+  'busy-timeout': { type: 'string' },
+  'per-client-max': { type: 'string' },
+  'per-client-rate': { type: 'string' },
+} as const;
+
+/** `mcp-session-broker broker` options. */
+export interface CliBrokerOptions extends StandaloneAuthorityOptions {
+  readonly quiet: boolean;
+}
+
+/** Turns argv after `broker` into the standalone authority's options. */
+export function parseBrokerArgs(argv: string[]): CliBrokerOptions | 'help' {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      ...ADMISSION_FLAGS,
+      socket: { type: 'string' },
+      tcp: { type: 'string' },
+      secret: { type: 'string' },
+      routes: { type: 'string' },
+      'rebuild-grace': { type: 'string' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return 'help';
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const options: CliBrokerOptions = {
+    maxSessions: nonNegative('max-sessions', values['max-sessions']) ?? CLI_DEFAULT_MAX_SESSIONS,
+    quiet: values.quiet === true,
+    ...admissionFlags(values),
+  };
+  if ((values.socket === undefined) === (values.tcp === undefined)) {
+    throw new UsageError('broker needs --socket PATH or --tcp HOST:PORT (one of them)');
+  }
+  if (values.socket !== undefined) options.socket = values.socket;
+  if (values.tcp !== undefined) {
+    const tcp = /^(\[[^\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(values.tcp);
+    if (!tcp) throw new UsageError(`--tcp must be HOST:PORT, got "${values.tcp}"`);
+    options.host = (tcp[1] as string).replace(/^\[|\]$/g, '');
+    options.port = Number(tcp[2]);
+  }
+  const secret = values.secret ?? process.env.MCP_SESSION_BROKER_SECRET;
+  if (secret !== undefined) options.secret = secret;
+  if (values.tcp !== undefined && !secret) {
+    throw new UsageError('--tcp needs --secret (or MCP_SESSION_BROKER_SECRET): any local user could connect');
+  }
+  if (values.routes !== undefined) options.routes = values.routes;
+  if (values['rebuild-grace'] !== undefined) options.rebuildGraceMs = parseDuration(values['rebuild-grace']);
+  return options;
 }
 
 const FLAG_OF_OPTION: Record<string, string> = {
@@ -216,6 +328,11 @@ const FLAG_OF_OPTION: Record<string, string> = {
   'perClient.rate.max': '--per-client-rate',
   'perClient.rate.windowMs': '--per-client-rate',
   trustProxy: '--trust-proxy',
+  authority: '--authority',
+  authoritySecret: '--authority-secret',
+  socket: '--socket',
+  secret: '--secret',
+  rebuildGraceMs: '--rebuild-grace',
   allowedHosts: '--allowed-hosts',
   allowedOrigins: '--allowed-origins',
   auth: '--auth',

@@ -20,6 +20,7 @@ import type { Dispatcher, Routed } from './dispatch.js';
 import { ErrorLog } from './log.js';
 import type { ResolvedSessionBrokerOptions } from './options.js';
 import { checkOrigin } from './origin.js';
+import type { PeerRouter } from './peers.js';
 import { checkGetHeaders, checkPostBody, checkPostHeaders, checkPostMessage } from './preflight.js';
 import { pipePortToResponse } from './receive.js';
 
@@ -69,6 +70,8 @@ export interface FrontParts {
   readonly status: () => 'open' | 'closing' | 'failed';
   /** Where the refusal counts go (the caller may share them). */
   readonly counters: FrontCounters;
+  /** Routes requests for other processes' sessions to them (under a host's authority only). */
+  readonly peers?: PeerRouter | undefined;
 }
 
 export class Front {
@@ -79,6 +82,7 @@ export class Front {
   readonly #authenticate: Authenticate | undefined;
   readonly #status: () => 'open' | 'closing' | 'failed';
   readonly #counters: FrontCounters;
+  readonly #peers: PeerRouter | undefined;
   readonly #log = new ErrorLog();
   /** Every response not yet closed (GET streams included), destroyed at the end of shutdown. */
   readonly #active = new Set<ServerResponse>();
@@ -96,6 +100,7 @@ export class Front {
     this.#authenticate = parts.authenticate;
     this.#status = parts.status;
     this.#counters = parts.counters;
+    this.#peers = parts.peers;
   }
 
   /** Resolves once no POST or DELETE is in flight, or after `timeoutMs`. */
@@ -130,7 +135,7 @@ export class Front {
    * Handles one request to the MCP endpoint (node:http or express). With a
    * body parser in front, pass its result as `parsedBody`.
    */
-  async handle(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown, routed = false): Promise<void> {
     // Pipelined requests: the previous request of this connection is answered
     // (or abandoned) before this one starts, so a DELETE never overtakes a call.
     const socket = req.socket;
@@ -156,7 +161,7 @@ export class Front {
       const forbidden = checkOrigin(req, this.#opts.originPolicy);
       if (forbidden) return send(res, forbidden);
       if (this.#authenticate && !(await this.#authenticate(req, res))) return;
-      await this.#route(req, res, parsedBody);
+      await this.#route(req, res, parsedBody, routed);
     } catch (error) {
       this.#log.report('request failed', error);
       if (!res.headersSent) send(res, Answers.internal('request failed'));
@@ -165,11 +170,21 @@ export class Front {
   }
 
   /** Finds the session a request names (404 when it names one that does not exist), then hands it to its method. */
-  async #route(req: IncomingMessage, res: ServerResponse, parsedBody: unknown): Promise<void> {
+  async #route(req: IncomingMessage, res: ServerResponse, parsedBody: unknown, routed: boolean): Promise<void> {
     const method = req.method ?? 'GET';
     if (method !== 'GET' && method !== 'POST' && method !== 'DELETE') return send(res, Answers.methodNotAllowed());
     const rawId = req.headers['mcp-session-id'];
     const sessionId = Array.isArray(rawId) ? rawId[0] : rawId;
+    // Another process's session (its index is in the id): passed to it, never looked up here.
+    // A request that was itself forwarded is never passed on again.
+    const peer = sessionId !== undefined && !routed ? this.#peers?.ownerOf(sessionId) : undefined;
+    if (peer !== undefined && this.#peers) {
+      this.#active.add(res);
+      res.once('close', () => this.#active.delete(res));
+      if (method !== 'GET') this.#trackInFlight(res);
+      this.#peers.forward(req, res, peer, parsedBody);
+      return;
+    }
     const binding = this.#clients.bindingOf(req);
     let named: Named | undefined;
     if (sessionId !== undefined) {

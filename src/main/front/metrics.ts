@@ -24,6 +24,10 @@ export function createMetrics(broker: SessionBroker, connections?: { counters():
   // this module but never render metrics, and serve() creates them on the first scrape.
   const { Counter, Gauge, Registry } = createRequire(import.meta.url)('prom-client') as typeof import('prom-client');
   const registry = new Registry();
+  // Under a host's authority each process serves its own metrics: every series names the process.
+  // Session counts and admission totals are the authority's (the whole host); threads,
+  // connections and requests are this process's.
+  if (broker.process !== 0) registry.setDefaultLabels({ process: String(broker.process) });
   // Counters mirror monotonic totals kept elsewhere: each scrape adds what changed since the last.
   const mirror = (
     counter: Counter<string>,
@@ -101,7 +105,7 @@ export function createMetrics(broker: SessionBroker, connections?: { counters():
   });
   new Counter({
     name: 'mcp_session_admissions_rejected_total',
-    help: 'Requests refused admission, by reason (rate_limited and client_*: 429; full, queue_full, shutting_down and owner_gone: 503)',
+    help: 'Requests refused admission, by reason (rate_limited and client_*: 429; full, queue_full, shutting_down, owner_gone and unavailable: 503)',
     labelNames: ['reason'],
     registers: [registry],
     collect() {

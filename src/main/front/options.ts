@@ -11,6 +11,8 @@ import {
   duration,
   MEMORY_STORE_MODULE,
   positiveInteger,
+  REMOTE_STORE_MODULE,
+  type RemoteStoreOptions,
   type ResolvedAdmissionOptions,
   resolveAdmissionOptions,
 } from '../../broker/index.js';
@@ -22,7 +24,36 @@ import { defaultMaxConnections } from './connections.js';
 import { defaultThreads } from './dispatch.js';
 import type { OriginPolicy } from './origin.js';
 
-export interface SessionBrokerOptions extends AdmissionOptions {
+/** The admission options, which belong to the authority when one is used (`authority`). */
+const ADMISSION_KEYS = [
+  'maxSessions',
+  'evict',
+  'rate',
+  'idleTimeoutMs',
+  'maxLifetimeMs',
+  'busyTimeoutMs',
+  'perClient',
+  'closeTimeoutMs',
+] as const satisfies readonly (keyof AdmissionOptions)[];
+
+export interface SessionBrokerOptions extends Omit<AdmissionOptions, 'maxSessions'> {
+  /**
+   * Most sessions alive at once, across all threads. A session counts from its
+   * admission until its transport is closed. Required (a positive integer),
+   * except under a host's authority (`authority`), which holds the cap.
+   */
+  maxSessions?: number;
+  /**
+   * The host's admission authority (many processes, one limit; ADR 20): a
+   * unix socket path, or `HOST:PORT` on TCP. Every admission limit is the
+   * authority's (set them where it starts: `startClusterBroker(options)` or
+   * `mcp-session-broker broker`), so the admission options must not be set
+   * here. Sessions of other processes reach their owner through this one.
+   * `clusterAuthority()` gives the address in a `node:cluster` worker.
+   */
+  authority?: string;
+  /** The authority's shared secret (required when it listens on TCP). */
+  authoritySecret?: string;
   /**
    * The server module (path or file URL) whose default export builds one
    * `McpServer` per session; it runs in the handler threads. Relative paths
@@ -153,6 +184,8 @@ export interface ResolvedSessionBrokerOptions {
   readonly module: string | undefined;
   /** The store module's URL. */
   readonly store: string;
+  /** What the store is configured with (the authority's address, with `authority`). */
+  readonly storeOptions: RemoteStoreOptions | undefined;
   readonly factory: ServerFactory | undefined;
   readonly threads: number;
   readonly stallTimeoutMs: number;
@@ -189,7 +222,25 @@ const MAX_THREADS = 256;
 const MIN_STALL_TIMEOUT_MS = 100;
 
 export function resolveSessionBrokerOptions(options: SessionBrokerOptions): ResolvedSessionBrokerOptions {
-  const admission = resolveAdmissionOptions(options);
+  if (options.authority !== undefined) {
+    if (typeof options.authority !== 'string' || options.authority.length === 0) {
+      throw new TypeError('options.authority must be a socket path or HOST:PORT');
+    }
+    const set = ADMISSION_KEYS.filter((key) => options[key] !== undefined);
+    if (set.length > 0) {
+      throw new TypeError(
+        `options.${set[0]} belongs to the authority: with options.authority, set admission limits where the authority starts`,
+      );
+    }
+    if (options.store !== undefined) throw new TypeError('options.store and options.authority are mutually exclusive');
+  }
+  if (options.authoritySecret !== undefined && typeof options.authoritySecret !== 'string') {
+    throw new TypeError('options.authoritySecret must be a string');
+  }
+  // Under an authority the process's own table takes the authority's sizes; these are placeholders.
+  const admission = resolveAdmissionOptions(
+    options.authority === undefined ? { ...options, maxSessions: options.maxSessions as number } : { maxSessions: 1 },
+  );
   let threads = defaultThreads();
   if (options.threads !== undefined) {
     if (typeof options.threads !== 'number') throw new TypeError('options.threads must be a non-negative integer');
@@ -214,7 +265,15 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     if (options.module !== undefined) throw new TypeError('options.module and options.factory are mutually exclusive');
   }
   const module = moduleUrl('module', options.module);
-  const store = moduleUrl('store', options.store) ?? MEMORY_STORE_MODULE;
+  const store =
+    options.authority !== undefined ? REMOTE_STORE_MODULE : (moduleUrl('store', options.store) ?? MEMORY_STORE_MODULE);
+  const storeOptions: RemoteStoreOptions | undefined =
+    options.authority === undefined
+      ? undefined
+      : {
+          address: options.authority,
+          ...(options.authoritySecret === undefined ? {} : { secret: options.authoritySecret }),
+        };
   const bool = (name: string, value: unknown, fallback: boolean): boolean => {
     if (value === undefined) return fallback;
     if (typeof value !== 'boolean') throw new TypeError(`options.${name} must be a boolean`);
@@ -311,6 +370,7 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     admission,
     module,
     store,
+    storeOptions,
     factory: options.factory,
     threads,
     stallTimeoutMs,
@@ -523,9 +583,11 @@ function resolveListeners(options: ServeOptions, maxConnectionsPerAddress: numbe
           ? 'clientKey (a function cannot cross threads)'
           : maxConnectionsPerAddress !== undefined
             ? 'maxConnectionsPerAddress (it needs one listener that sees every connection)'
-            : !reusePortAvailable()
-              ? `Node ${process.versions.node} on ${process.platform} (reusePort needs Node >= 22.12 on Linux)`
-              : undefined;
+            : options.authority !== undefined
+              ? "authority (requests for other processes' sessions are routed from the main thread)"
+              : !reusePortAvailable()
+                ? `Node ${process.versions.node} on ${process.platform} (reusePort needs Node >= 22.12 on Linux)`
+                : undefined;
   if (obstacle === undefined) return true;
   if (listeners === 'threads') throw new RangeError(`options.listeners 'threads' is not possible with ${obstacle}`);
   return false;

@@ -25,6 +25,7 @@ import {
   type SessionBrokerOptions,
 } from './options.js';
 import type { OriginPolicy } from './origin.js';
+import { PeerRouter, type PrivateListener } from './peers.js';
 
 /** How long shutdown waits at least for ended streams to flush before destroying what is left. */
 const SHUTDOWN_FLUSH_MS = 1_000;
@@ -91,6 +92,9 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   readonly #resumeBudget: ResumeBudget | undefined;
   /** Set when the handler threads listen themselves (`serve()` with per-thread listeners). */
   readonly #listening: Listening | undefined;
+  /** Under a host's authority: routes to the other processes, and this one's private socket. */
+  readonly #peers: PeerRouter | undefined;
+  #private: PrivateListener | undefined;
 
   /** Starts the broker and its handler threads; resolves once every thread is ready. */
   static async create(options: SessionBrokerOptions): Promise<SessionBroker> {
@@ -121,6 +125,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         // No handler threads, no watchdog: a stuck tool stalls this very thread.
         stallTimeoutMs: 0,
         storeModule: opts.store,
+        storeOptions: opts.storeOptions,
         onEvent,
         closer: (_owner, ref, reason) => (host ? host.close(ref, reason) : Promise.resolve()),
       });
@@ -136,6 +141,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
         onError: (error) => console.error('[mcp-session-broker]', error),
       });
       self = new SessionBroker(opts, broker, new LocalDispatcher(host, opts.streamLimits), budget);
+      await self.#listenPrivate();
       return self;
     }
     // Not awaited: the handler threads load their modules while the broker starts.
@@ -145,6 +151,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       manualClock: opts.manualClock,
       stallTimeoutMs: opts.stallTimeoutMs,
       storeModule: opts.store,
+      storeOptions: opts.storeOptions,
       onEvent,
       onFailure: (error) => {
         if (!self) return;
@@ -215,7 +222,19 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
       listening = { dispatcher, status, tally, maxConnections: listen.maxConnections, renderMetrics: undefined };
     }
     self = new SessionBroker(opts, broker, dispatcher, budget, listening);
+    await self.#listenPrivate();
     return self;
+  }
+
+  /** Under a host's authority: accept requests other processes forward to this one's sessions. */
+  async #listenPrivate(): Promise<void> {
+    if (!this.#peers) return;
+    try {
+      this.#private = await this.#peers.listen((req, res) => void this.#front.handle(req, res, undefined, true));
+    } catch (error) {
+      await this.close({ timeoutMs: 0 });
+      throw error;
+    }
   }
 
   private constructor(
@@ -230,7 +249,9 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     this.#resumeBudget = budget;
     this.#broker = broker;
     this.#dispatcher = dispatcher;
+    this.#peers = broker.routing ? new PeerRouter(broker.routing) : undefined;
     this.#front = new Front({
+      peers: this.#peers,
       opts,
       index: broker.index,
       dispatcher,
@@ -252,6 +273,19 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
   /** The shared session table (read-only use: lookups, transport counts). */
   get index(): SessionIndex {
     return this.#broker.index;
+  }
+
+  /**
+   * This process's index under a host's authority (1..255: its sessions'
+   * ids begin with it in two hex digits), or 0 when it decides alone.
+   */
+  get process(): number {
+    return this.#peers?.process ?? 0;
+  }
+
+  /** Requests this process passed to the owner of their session in another process. */
+  get forwarded(): number {
+    return this.#peers?.forwarded ?? 0;
   }
 
   /** The handler threads' ids (`[0]` with `threads: 0`). */
@@ -365,6 +399,9 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     const flushMs = Math.max(SHUTDOWN_FLUSH_MS, deadline - Date.now());
     if (listening) await listening.dispatcher.flush(flushMs);
     else await this.#front.flush(flushMs);
+    this.#private?.close();
+    this.#private?.destroy();
+    this.#peers?.close();
     await this.#dispatcher.close();
     await this.#broker.terminate();
   }

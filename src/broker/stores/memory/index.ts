@@ -25,6 +25,7 @@ import {
   S_RAND,
   S_REASON,
   S_STATE,
+  SLOT_BITS,
   SLOT_I32,
   SLOT_I64,
   ST_CLOSING,
@@ -54,7 +55,7 @@ import {
   type SessionRef,
 } from '../../../shared/types.js';
 import { type ResolvedAdmissionOptions, unresponsiveAfterMs } from '../../options.js';
-import type { SessionCloser, SessionEventListener, SessionStore, StoreFactory } from '../../store.js';
+import type { CloseVeto, SessionCloser, SessionEventListener, SessionStore, StoreFactory } from '../../store.js';
 import { ItemHeap, SlotHeap } from './heaps.js';
 import { RateWindow } from './rate-window.js';
 
@@ -84,6 +85,24 @@ export interface MemoryStoreOptions {
    * @default unresponsiveAfterMs(stallTimeoutMs): half of it, at most 1 s
    */
   readonly unresponsiveMs?: number;
+  /**
+   * The process index (1..255) an owner's session ids carry in the top 8 bits
+   * of their slot word, when owners are processes under a host's authority
+   * (ADR 20). @default none: ids carry 0
+   */
+  readonly idTag?: (owner: number) => number;
+}
+
+/** A session an owner still holds, as a restarted authority takes it over (`adopt`). */
+export interface AdoptedSession {
+  readonly slot: number;
+  readonly gen: number;
+  readonly rand: readonly [number, number, number, number];
+  readonly owner: number;
+  readonly clientKey: string;
+  readonly binding?: readonly [number, number];
+  readonly createdAgoMs: number;
+  readonly seenAgoMs: number;
 }
 
 interface SlotMeta {
@@ -104,9 +123,11 @@ interface Waiter {
   readonly client: ClientEntry | undefined;
   clientToken: number;
   /** The slot being evicted for this admission, or -1 for any slot that frees up. */
-  readonly victim: number;
+  victim: number;
   /** The thread owning the victim's transport (when victim >= 0). */
-  readonly victimOwner: number;
+  victimOwner: number;
+  /** Where another victim is looked for if the owner vetoes this one: the client's own sessions, or all. */
+  readonly scope: 'client' | 'global';
   readonly timer: NodeJS.Timeout;
   readonly resolve: (decision: Decision) => void;
 }
@@ -155,6 +176,7 @@ export class MemoryStore implements SessionStore {
   readonly #opts: ResolvedAdmissionOptions;
   readonly #closer: SessionCloser;
   readonly #onEvent: SessionEventListener | undefined;
+  readonly #idTag: ((owner: number) => number) | undefined;
   readonly #rate: RateWindow | undefined;
   readonly #meta: Array<SlotMeta | undefined>;
   /** Admissions waiting for any slot that frees up, in arrival order. */
@@ -197,6 +219,7 @@ export class MemoryStore implements SessionStore {
     this.#opts = a;
     this.#closer = options.closer;
     this.#onEvent = options.onEvent;
+    this.#idTag = options.idTag;
     const table = SessionTable.create({
       capacity: a.maxSessions,
       lanes: options.lanes,
@@ -255,12 +278,12 @@ export class MemoryStore implements SessionStore {
         const stuck = this.table.unresponsiveThreads();
         // One of its own sessions already closing (expired, say) and not yet spoken for makes room.
         const closing = this.#unclaimedClosing(this.#clientSlots(client), stuck);
-        if (closing >= 0) return this.#wait(request, now, closing);
+        if (closing >= 0) return this.#wait(request, now, closing, 'client');
         const victim = this.#opts.evict === 'none' ? -1 : this.#evictFrom(this.#clientSlots(client), now, stuck);
         if (victim < 0) {
           return Promise.resolve(this.#refuse('client_full', this.#retryAfter(this.#clientSlots(client), now, stuck)));
         }
-        return this.#wait(request, now, victim);
+        return this.#wait(request, now, victim, 'client');
       }
     }
     // 4. The global cap.
@@ -277,11 +300,11 @@ export class MemoryStore implements SessionStore {
     // If nothing else can make room, the refusal is immediate.
     const stuck = this.table.unresponsiveThreads();
     const unclaimed = this.#unboundClosing(stuck) - this.#waiters.length;
-    if (unclaimed > 0) return this.#wait(request, now, -1);
+    if (unclaimed > 0) return this.#wait(request, now, -1, 'global');
     const walk: Walk = { busyUntil: Number.POSITIVE_INFINITY };
     const victim = this.#opts.evict === 'none' ? -1 : this.#pickVictim(now, stuck, walk);
     if (victim < 0) return Promise.resolve(this.#refuse('full', this.#fullRetryAfter(now, stuck, walk.busyUntil)));
-    return this.#wait(request, now, victim);
+    return this.#wait(request, now, victim, 'global');
   }
 
   /** The first of `slots` that is closing, not awaited by an admission, and whose owner can answer; or -1. */
@@ -334,7 +357,7 @@ export class MemoryStore implements SessionStore {
   }
 
   /** Spends the tokens now and waits for a slot: the victim's (>= 0) or any that frees up (-1). */
-  #wait(request: AdmitRequest, now: number, victim: number): Promise<Decision> {
+  #wait(request: AdmitRequest, now: number, victim: number, scope: 'client' | 'global'): Promise<Decision> {
     const [rateToken, clientToken, entry] = this.#spend(request.clientKey, now);
     if (entry) this.#clientCount(entry, 1);
     const victimOwner = victim >= 0 ? Atomics.load(this.table.views.words, victim * SLOT_I32 + S_OWNER) : -1;
@@ -347,7 +370,17 @@ export class MemoryStore implements SessionStore {
         resolve(this.#refuse(this.#ownerCannotAnswer(victim) ? 'owner_gone' : 'full', MIN_RETRY_AFTER_MS));
       }, this.#opts.closeTimeoutMs);
       timer.unref();
-      const waiter: Waiter = { request, rateToken, client: entry, clientToken, victim, victimOwner, timer, resolve };
+      const waiter: Waiter = {
+        request,
+        rateToken,
+        client: entry,
+        clientToken,
+        victim,
+        victimOwner,
+        scope,
+        timer,
+        resolve,
+      };
       if (victim >= 0) {
         this.#bound.set(victim, waiter);
         this.#count(victimOwner, 0, 0, 1);
@@ -448,7 +481,9 @@ export class MemoryStore implements SessionStore {
     const slot = Atomics.load(header, H_FREE_HEAD);
     if (slot < 0) throw new Error('session table invariant broken: no free slot below capacity');
     const base = slot * SLOT_I32;
-    Atomics.store(header, H_FREE_HEAD, Atomics.load(words, base + S_NEXT));
+    const nextFree = Atomics.load(words, base + S_NEXT);
+    Atomics.store(header, H_FREE_HEAD, nextFree);
+    if (nextFree >= 0) Atomics.store(words, nextFree * SLOT_I32 + S_PREV, -1);
     const gen = Atomics.load(words, base + S_GEN) >>> 0;
     const rand = new Int32Array(4);
     randomFillSync(rand);
@@ -467,7 +502,7 @@ export class MemoryStore implements SessionStore {
     this.#count(request.owner, 1, 0, 0);
     this.#expiry?.set(slot, this.#expiryKey(slot, now));
     this.#idlest?.set(slot, now);
-    const id = formatSessionId(slot, gen, rand);
+    const id = formatSessionId(this.#idSlot(slot, request.owner), gen, rand);
     this.#meta[slot] = { id, clientKey: request.clientKey, rateToken, clientToken, client, closeRequested: false };
     Atomics.add(header, H_OCCUPIED, 1);
     Atomics.add(header, H_LIVE, 1);
@@ -626,10 +661,85 @@ export class MemoryStore implements SessionStore {
     if (meta) meta.closeRequested = true;
     const owner = Atomics.load(this.table.views.words, slot * SLOT_I32 + S_OWNER);
     const ref = { slot, gen };
-    this.#closer(owner, ref, reason).then(
-      () => this.closed(ref, reason),
+    const seenAgoMs = this.#idlest && reason === 'evicted' ? this.#seenAgo(slot) : undefined;
+    this.#closer(owner, ref, reason, seenAgoMs === undefined ? undefined : { seenAgoMs }).then(
+      (answer) => (answer ? this.#reopen(ref, answer) : this.closed(ref, reason)),
       // The owner could not be reached: its death (ownerGone) frees the slot.
       () => undefined,
+    );
+  }
+
+  #seenAgo(slot: number): number {
+    return Math.max(0, this.table.now() - Number(Atomics.load(this.table.views.times, slot * SLOT_I64 + T_LAST_SEEN)));
+  }
+
+  /**
+   * The owner vetoed a close that was not forced (ADR 20: an owner in another
+   * process knows what this table does not: a request in flight, activity
+   * since). The slot goes back to live with what the owner said; an
+   * admission counting on it looks for another victim, or is refused.
+   */
+  #reopen(ref: SessionRef, veto: CloseVeto): void {
+    const { words, header, times } = this.table.views;
+    const slot = ref.slot;
+    const base = slot * SLOT_I32;
+    const word = Atomics.load(words, base + S_STATE);
+    if (wordState(word) !== ST_CLOSING || Atomics.load(words, base + S_GEN) >>> 0 !== ref.gen >>> 0) return;
+    const now = this.table.now();
+    const tbase = slot * SLOT_I64;
+    const seen = Math.max(Number(Atomics.load(times, tbase + T_LAST_SEEN)), now - veto.seenAgoMs);
+    Atomics.store(times, tbase + T_LAST_SEEN, BigInt(seen));
+    // A request in flight there: protected here too, from when it began, until the busy timeout.
+    if (veto.busyForMs !== undefined) Atomics.store(times, tbase + T_BUSY_SINCE, BigInt(now - veto.busyForMs));
+    Atomics.store(words, base + S_REASON, -1);
+    Atomics.store(words, base + S_STATE, stateWord(ref.gen, ST_LIVE, veto.busyForMs === undefined ? 0 : 1));
+    Atomics.sub(header, H_CLOSING, 1);
+    Atomics.add(header, H_LIVE, 1);
+    this.#count(Atomics.load(words, base + S_OWNER), 0, -1, 0);
+    const meta = this.#meta[slot];
+    if (meta) meta.closeRequested = false;
+    this.#expiry?.set(slot, this.#expiryKey(slot, now));
+    this.#idlest?.set(slot, seen);
+    const bound = this.#bound.get(slot);
+    if (bound) {
+      this.#bound.delete(slot);
+      this.#count(bound.victimOwner, 0, 0, -1);
+      this.#rebind(bound, now);
+      return;
+    }
+    // Admissions waiting for any closing slot: one fewer will free up.
+    const stuck = this.table.unresponsiveThreads();
+    if (this.#waiters.length > this.#unboundClosing(stuck)) {
+      const waiter = this.#waiters.pop();
+      if (waiter) this.#rebind(waiter, now);
+    }
+  }
+
+  /** Finds a waiting admission another victim in its scope, or refuses it (its tokens go back). */
+  #rebind(waiter: Waiter, now: number): void {
+    const stuck = this.table.unresponsiveThreads();
+    const walk: Walk = { busyUntil: Number.POSITIVE_INFINITY };
+    const client = waiter.client;
+    const inClient = waiter.scope === 'client' && client !== undefined;
+    const victim =
+      this.#opts.evict === 'none'
+        ? -1
+        : inClient
+          ? this.#evictFrom(this.#clientSlots(client), now, stuck, walk)
+          : this.#pickVictim(now, stuck, walk);
+    if (victim >= 0) {
+      waiter.victim = victim;
+      waiter.victimOwner = Atomics.load(this.table.views.words, victim * SLOT_I32 + S_OWNER);
+      this.#bound.set(victim, waiter);
+      this.#count(waiter.victimOwner, 0, 0, 1);
+      return;
+    }
+    clearTimeout(waiter.timer);
+    this.#release(waiter);
+    waiter.resolve(
+      inClient
+        ? this.#refuse('client_full', this.#retryAfter(this.#clientSlots(client), now, stuck))
+        : this.#refuse('full', this.#fullRetryAfter(now, stuck, walk.busyUntil)),
     );
   }
 
@@ -753,6 +863,77 @@ export class MemoryStore implements SessionStore {
     return Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_AFTER_MS, soonest));
   }
 
+  /** The slot word of an id: the slot, with its owner's process index above it when ids carry one. */
+  #idSlot(slot: number, owner: number): number {
+    const tag = this.#idTag?.(owner) ?? 0;
+    return (slot | (tag << SLOT_BITS)) >>> 0;
+  }
+
+  // ---- owners in other processes (ADR 20) ---------------------------------------
+
+  /** An owner index given again (a process that connected after one that left): admissions from it count again. */
+  reviveOwner(owner: number): void {
+    this.#deadOwners.delete(owner);
+  }
+
+  /**
+   * Takes over a session its owner still holds (a restarted authority
+   * rebuilding its state): the slot must be free and of this table; it is
+   * published live with the owner's times and linked last in creation order.
+   * No rate token is spent (the window's history is lost with the authority
+   * that had it). Returns false, changing nothing, when the slot cannot be
+   * taken (taken already, out of range, or at capacity).
+   */
+  adopt(session: AdoptedSession): boolean {
+    const { header, words, times } = this.table.views;
+    const { slot, owner } = session;
+    if (this.#shuttingDown || !Number.isInteger(slot) || slot < 0 || slot >= this.table.capacity) return false;
+    const base = slot * SLOT_I32;
+    if (wordState(Atomics.load(words, base + S_STATE)) !== ST_FREE) return false;
+    if (Atomics.load(header, H_OCCUPIED) >= this.#opts.maxSessions) return false;
+    // Out of the free list (doubly linked for this).
+    const prev = Atomics.load(words, base + S_PREV);
+    const next = Atomics.load(words, base + S_NEXT);
+    if (prev >= 0) Atomics.store(words, prev * SLOT_I32 + S_NEXT, next);
+    else Atomics.store(header, H_FREE_HEAD, next);
+    if (next >= 0) Atomics.store(words, next * SLOT_I32 + S_PREV, prev);
+    const gen = session.gen >>> 0 || 1;
+    Atomics.store(words, base + S_GEN, gen | 0);
+    for (let i = 0; i < 4; i++) Atomics.store(words, base + S_RAND + i, session.rand[i] ?? 0);
+    Atomics.store(words, base + S_OWNER, owner);
+    Atomics.store(words, base + S_REASON, -1);
+    Atomics.store(words, base + S_CLIENT_HASH, session.binding?.[0] ?? 0);
+    Atomics.store(words, base + S_CLIENT_HASH + 1, session.binding?.[1] ?? 0);
+    const now = this.table.now();
+    const tbase = slot * SLOT_I64;
+    Atomics.store(times, tbase + T_CREATED, BigInt(now - session.createdAgoMs));
+    Atomics.store(times, tbase + T_LAST_SEEN, BigInt(now - session.seenAgoMs));
+    Atomics.store(times, tbase + T_BUSY_SINCE, BigInt(now - session.seenAgoMs));
+    this.#linkTail(slot);
+    let client: ClientEntry | undefined;
+    if (this.#opts.perClient) {
+      client = this.#obtainClient(session.clientKey);
+      this.#clientCount(client, 1);
+      this.#linkClient(client, slot);
+    }
+    this.#count(owner, 1, 0, 0);
+    this.#expiry?.set(slot, this.#expiryKey(slot, now));
+    this.#idlest?.set(slot, now - session.seenAgoMs);
+    const id = formatSessionId(this.#idSlot(slot, owner), gen, session.rand);
+    this.#meta[slot] = {
+      id,
+      clientKey: session.clientKey,
+      rateToken: 0,
+      clientToken: 0,
+      client,
+      closeRequested: false,
+    };
+    Atomics.add(header, H_OCCUPIED, 1);
+    Atomics.add(header, H_LIVE, 1);
+    Atomics.store(words, base + S_STATE, stateWord(gen, ST_LIVE, 0));
+    return true;
+  }
+
   // ---- closing ---------------------------------------------------------------
 
   close(ref: SessionRef, reason: CloseReason): void {
@@ -796,7 +977,10 @@ export class MemoryStore implements SessionStore {
     }
     Atomics.add(header64, B_CLOSED_TOTAL + CLOSE_REASONS.indexOf(finalReason), 1n);
     // The slot goes to the next waiting admission, or back to the free list.
-    Atomics.store(words, base + S_NEXT, Atomics.load(header, H_FREE_HEAD));
+    const freeHead = Atomics.load(header, H_FREE_HEAD);
+    Atomics.store(words, base + S_NEXT, freeHead);
+    Atomics.store(words, base + S_PREV, -1);
+    if (freeHead >= 0) Atomics.store(words, freeHead * SLOT_I32 + S_PREV, ref.slot);
     Atomics.store(header, H_FREE_HEAD, ref.slot);
     if (meta) {
       this.#emit({

@@ -1,0 +1,725 @@
+/**
+ * The store of a process under a host's admission authority (ADR 20). It
+ * runs in the process's broker worker and keeps the process's own session
+ * index: the sessions this process owns, in the slots the authority assigned
+ * (ids carry the process's index in their top 8 bits). Requests to them are
+ * validated, entered and touched there, as with the memory store; only an
+ * admission, a close, and the closes the authority asks for cross to it.
+ *
+ * Faults: with the authority unreachable, admissions are refused
+ * (`unavailable`, 503 + Retry-After: never admitted without it) while the
+ * sessions this process owns keep being served and expire here; the store
+ * reconnects with backoff and re-registers what it owns.
+ */
+import { createConnection, type Socket } from 'node:net';
+import { BrokerError } from '../../../shared/errors.js';
+import {
+  B_CLOSED_TOTAL,
+  B_REJECTED_TOTAL,
+  H_CLOSING,
+  H_LIVE,
+  H_OCCUPIED,
+  S_CLIENT_HASH,
+  S_GEN,
+  S_OWNER,
+  S_RAND,
+  S_REASON,
+  S_STATE,
+  SLOT_BITS,
+  SLOT_I32,
+  SLOT_I64,
+  ST_CLOSING,
+  ST_FREE,
+  ST_LIVE,
+  stateWord,
+  T_BUSY_SINCE,
+  T_CREATED,
+  T_LAST_SEEN,
+  wordInflight,
+  wordState,
+} from '../../../shared/layout.js';
+import { formatSessionId } from '../../../shared/session-id.js';
+import type { IndexDescriptor } from '../../../shared/session-index.js';
+import { SessionTable } from '../../../shared/table.js';
+import {
+  type AdmitRequest,
+  type BrokerStats,
+  CLOSE_REASONS,
+  type CloseReason,
+  type Decision,
+  MIN_RETRY_AFTER_MS,
+  REJECT_REASONS,
+  type Refused,
+  type RejectReason,
+  type SessionEvent,
+  type SessionRef,
+} from '../../../shared/types.js';
+import { unresponsiveAfterMs } from '../../options.js';
+import {
+  type AuthorityMessage,
+  encodeFrame,
+  FrameDecoder,
+  MAX_FRAME_BYTES,
+  type Message,
+  PROTOCOL_VERSION,
+  type ProcessMessage,
+  type RegisteredSession,
+} from '../../remote/protocol.js';
+import type { RouteInfo, SessionCloser, SessionStore, StoreContext, StoreFactory } from '../../store.js';
+
+/** What the remote store is configured with (`StoreContext.storeOptions`). */
+export interface RemoteStoreOptions {
+  /** The authority: a unix socket path, or `HOST:PORT` on TCP. */
+  readonly address: string;
+  /** The authority's shared secret (required on TCP). */
+  readonly secret?: string;
+  /** How long to wait for the authority at start, ms. @default 5_000 */
+  readonly connectTimeoutMs?: number;
+}
+
+/** Reconnect backoff bounds, ms. */
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 1_000;
+/** How often sessions are expired here while the authority is unreachable, ms. */
+const LOCAL_SWEEP_MS = 1_000;
+/** Admissions waiting for the authority's answer, beyond which new ones are refused (a bound, far above use). */
+const MAX_PENDING_ADMITS = 65_536;
+/** Bytes queued to an authority that does not read, beyond which the connection is dropped. */
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+/** A session active within this of what the authority believed is not "idler than it thought". */
+const SEEN_SLACK_MS = 250;
+
+interface Meta {
+  readonly id: string;
+  readonly clientKey: string;
+  readonly binding: readonly [number, number] | undefined;
+}
+
+interface PendingAdmit {
+  readonly request: AdmitRequest;
+  readonly resolve: (decision: Decision) => void;
+}
+
+/** `HOST:PORT` (TCP) or a path (unix socket). */
+function parseAddress(address: string): { path: string } | { host: string; port: number } {
+  const tcp = /^(\[[^\]]+\]|[^/:[\]]+):(\d{1,5})$/.exec(address);
+  if (!tcp) return { path: address };
+  return { host: (tcp[1] as string).replace(/^\[|\]$/g, ''), port: Number(tcp[2]) };
+}
+
+export class RemoteStore implements SessionStore {
+  readonly #options: RemoteStoreOptions;
+  readonly #context: StoreContext;
+  readonly #closer: SessionCloser;
+  #table!: SessionTable;
+  #routing!: RouteInfo;
+  #meta: Array<Meta | undefined> = [];
+  #socket: Socket | undefined;
+  #connected = false;
+  #shuttingDown = false;
+  #seq = 0;
+  readonly #admits = new Map<number, PendingAdmit>();
+  readonly #statsWaits = new Map<number, (stats: Record<string, number> | undefined) => void>();
+  /** Threads known to be gone: an admission from one is refused, one admitted for it is closed. */
+  readonly #deadOwners = new Set<number>();
+  #retryMs = RETRY_MIN_MS;
+  #retryTimer: NodeJS.Timeout | undefined;
+  readonly #sweepTimer: NodeJS.Timeout;
+  readonly #closedWaiters = new Set<() => void>();
+  #log: (line: string) => void = (line) => console.error(line);
+
+  static async connect(context: StoreContext): Promise<RemoteStore> {
+    const store = new RemoteStore(context);
+    await store.#start();
+    return store;
+  }
+
+  private constructor(context: StoreContext) {
+    const options = context.storeOptions as RemoteStoreOptions | undefined;
+    if (!options || typeof options.address !== 'string' || options.address.length === 0) {
+      throw new TypeError('the remote store needs storeOptions.address (the authority socket or HOST:PORT)');
+    }
+    this.#options = options;
+    this.#context = context;
+    this.#closer = context.closer;
+    this.#sweepTimer = setInterval(() => {
+      if (!this.#connected) this.sweep();
+    }, LOCAL_SWEEP_MS);
+    this.#sweepTimer.unref();
+  }
+
+  get index(): IndexDescriptor {
+    return this.#table.descriptor;
+  }
+
+  get routing(): RouteInfo {
+    return this.#routing;
+  }
+
+  /** The process's own table (tests). */
+  get table(): SessionTable {
+    return this.#table;
+  }
+
+  /** Whether the authority is reachable now. */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  // ---- connection ---------------------------------------------------------------
+
+  async #start(): Promise<void> {
+    const timeoutMs = this.#options.connectTimeoutMs ?? 5_000;
+    try {
+      const welcome = await this.#open(undefined, timeoutMs);
+      this.#table = SessionTable.create({
+        capacity: welcome.capacity,
+        lanes: this.#context.lanes,
+        rateMax: 0,
+        idleTimeoutMs: welcome.idleTimeoutMs,
+        maxLifetimeMs: welcome.maxLifetimeMs,
+        busyTimeoutMs: welcome.busyTimeoutMs,
+        manualClock: this.#context.manualClock,
+        stallTimeoutMs: this.#context.stallTimeoutMs,
+        unresponsiveMs: unresponsiveAfterMs(this.#context.stallTimeoutMs),
+        processTag: welcome.process,
+      });
+      this.#meta = new Array(welcome.capacity);
+      this.#routing = { process: welcome.process, routes: welcome.routes, secret: welcome.routeSecret };
+    } catch (cause) {
+      clearInterval(this.#sweepTimer);
+      const why = cause instanceof Error ? cause.message : String(cause);
+      throw new BrokerError(
+        'ERR_BROKER_START',
+        `cannot reach the session authority at ${this.#options.address}: ${why}`,
+        {
+          cause,
+        },
+      );
+    }
+  }
+
+  /** Connects, says hello, and resolves with the welcome; the connection then serves this store. */
+  #open(want: number | undefined, timeoutMs: number): Promise<Extract<AuthorityMessage, { type: 'welcome' }>> {
+    return new Promise((resolve, reject) => {
+      const target = parseAddress(this.#options.address);
+      const socket = 'path' in target ? createConnection(target.path) : createConnection(target.port, target.host);
+      const decoder = new FrameDecoder();
+      let welcomed = false;
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new Error(`no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref();
+      socket.setNoDelay(true);
+      socket.once('connect', () => {
+        const hello: ProcessMessage = {
+          type: 'hello',
+          version: PROTOCOL_VERSION,
+          pid: process.pid,
+          ...(this.#options.secret === undefined ? {} : { secret: this.#options.secret }),
+          ...(want === undefined ? {} : { want }),
+        };
+        socket.write(encodeFrame(hello));
+      });
+      socket.on('data', (chunk: Buffer) => {
+        let messages: Message[];
+        try {
+          messages = decoder.push(chunk);
+        } catch (error) {
+          this.#log(`[mcp-session-broker] the authority sent a bad frame: ${(error as Error).message}`);
+          socket.destroy();
+          return;
+        }
+        for (const message of messages) {
+          if (!welcomed) {
+            if (message.type !== 'welcome') {
+              socket.destroy();
+              return;
+            }
+            welcomed = true;
+            clearTimeout(timer);
+            this.#socket = socket;
+            this.#connected = true;
+            this.#retryMs = RETRY_MIN_MS;
+            resolve(message);
+            continue;
+          }
+          this.#receive(message);
+        }
+      });
+      socket.on('error', (error) => {
+        if (!welcomed) {
+          clearTimeout(timer);
+          reject(error);
+        }
+      });
+      socket.on('close', () => {
+        clearTimeout(timer);
+        if (!welcomed) {
+          reject(new Error('the authority closed the connection (a wrong secret, or no process index free)'));
+          return;
+        }
+        if (this.#socket === socket) this.#lost();
+      });
+    });
+  }
+
+  /** The authority is gone: fail closed, end every wait, and try again with backoff. */
+  #lost(): void {
+    this.#socket = undefined;
+    this.#connected = false;
+    for (const [seq, pending] of this.#admits) {
+      this.#admits.delete(seq);
+      pending.resolve(this.#refuse('unavailable', this.#retryMs));
+    }
+    for (const [seq, wait] of this.#statsWaits) {
+      this.#statsWaits.delete(seq);
+      wait(undefined);
+    }
+    if (this.#shuttingDown) return;
+    this.#log('[mcp-session-broker] lost the session authority: new sessions are refused until it is back');
+    this.#scheduleReconnect();
+  }
+
+  #scheduleReconnect(): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => void this.#reconnect(), this.#retryMs);
+    this.#retryTimer.unref();
+    this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 2);
+  }
+
+  async #reconnect(): Promise<void> {
+    if (this.#shuttingDown || this.#connected) return;
+    let welcome: Extract<AuthorityMessage, { type: 'welcome' }>;
+    try {
+      welcome = await this.#open(this.#routing.process, 5_000);
+    } catch {
+      this.#scheduleReconnect();
+      return;
+    }
+    if (welcome.process !== this.#routing.process || welcome.capacity !== this.#table.capacity) {
+      // Ids carry the process index, and the index is sized by the capacity: neither can change under them.
+      this.#log(
+        `[mcp-session-broker] the session authority gave process index ${welcome.process} (was ${this.#routing.process}) and capacity ${welcome.capacity} (was ${this.#table.capacity}): this process cannot go on under it; restart it`,
+      );
+      this.#socket?.destroy();
+      this.#shuttingDown = true;
+      return;
+    }
+    this.#routing = { ...this.#routing, routes: welcome.routes, secret: welcome.routeSecret };
+    this.#log('[mcp-session-broker] reconnected to the session authority: re-registering sessions');
+    this.#register();
+  }
+
+  /** Tells a (restarted) authority every live session this process owns, in frames under the size bound. */
+  #register(): void {
+    const { words, times } = this.#table.views;
+    const now = this.#table.now();
+    let batch: RegisteredSession[] = [];
+    let bytes = 0;
+    const flush = () => {
+      if (batch.length > 0) this.#send({ type: 'register', sessions: batch });
+      batch = [];
+      bytes = 0;
+    };
+    for (let slot = 0; slot < this.#table.capacity; slot++) {
+      const base = slot * SLOT_I32;
+      if (wordState(Atomics.load(words, base + S_STATE)) !== ST_LIVE) continue;
+      const meta = this.#meta[slot];
+      if (!meta) continue;
+      const tbase = slot * SLOT_I64;
+      const session: RegisteredSession = {
+        slot,
+        gen: Atomics.load(words, base + S_GEN) >>> 0,
+        rand: [
+          Atomics.load(words, base + S_RAND),
+          Atomics.load(words, base + S_RAND + 1),
+          Atomics.load(words, base + S_RAND + 2),
+          Atomics.load(words, base + S_RAND + 3),
+        ],
+        clientKey: meta.clientKey,
+        createdAgoMs: Math.max(0, now - Number(Atomics.load(times, tbase + T_CREATED))),
+        seenAgoMs: Math.max(0, now - Number(Atomics.load(times, tbase + T_LAST_SEEN))),
+        ...(meta.binding ? { binding: meta.binding } : {}),
+      };
+      const size = JSON.stringify(session).length + 1;
+      if (batch.length >= 256 || bytes + size > MAX_FRAME_BYTES - 1024) flush();
+      batch.push(session);
+      bytes += size;
+    }
+    flush();
+  }
+
+  #send(message: ProcessMessage): void {
+    const socket = this.#socket;
+    if (!socket || socket.destroyed) return;
+    if (socket.writableLength > MAX_QUEUED_BYTES) {
+      this.#log('[mcp-session-broker] the session authority does not read: dropping the connection');
+      socket.destroy();
+      return;
+    }
+    socket.write(encodeFrame(message));
+  }
+
+  #receive(message: Message): void {
+    switch (message.type) {
+      case 'admitted':
+        this.#admitted(message);
+        return;
+      case 'refused': {
+        const pending = this.#admits.get(message.seq);
+        if (!pending) return;
+        this.#admits.delete(message.seq);
+        pending.resolve({ ok: false, reason: message.reason, retryAfterMs: message.retryAfterMs });
+        return;
+      }
+      case 'close':
+        this.#closeAsked(message);
+        return;
+      case 'stats-result': {
+        const wait = this.#statsWaits.get(message.seq);
+        this.#statsWaits.delete(message.seq);
+        wait?.(message.stats as Record<string, number>);
+        return;
+      }
+      default:
+        this.#log(`[mcp-session-broker] the session authority sent ${message.type}: dropping the connection`);
+        this.#socket?.destroy();
+    }
+  }
+
+  // ---- admission ----------------------------------------------------------------
+
+  admit(request: AdmitRequest): Promise<Decision> {
+    if (this.#shuttingDown) return Promise.resolve(this.#refuse('shutting_down', MIN_RETRY_AFTER_MS));
+    if (this.#deadOwners.has(request.owner)) return Promise.resolve(this.#refuse('owner_gone', MIN_RETRY_AFTER_MS));
+    if (!this.#connected) return Promise.resolve(this.#refuse('unavailable', this.#retryMs));
+    if (this.#admits.size >= MAX_PENDING_ADMITS)
+      return Promise.resolve(this.#refuse('unavailable', MIN_RETRY_AFTER_MS));
+    const seq = ++this.#seq;
+    return new Promise((resolve) => {
+      this.#admits.set(seq, { request, resolve });
+      this.#send({
+        type: 'admit',
+        seq,
+        clientKey: request.clientKey,
+        owner: request.owner,
+        ...(request.binding ? { binding: request.binding } : {}),
+      });
+    });
+  }
+
+  /** The authority gave a slot: publish it live here, holding its initialize request. */
+  #admitted(message: Extract<AuthorityMessage, { type: 'admitted' }>): void {
+    const pending = this.#admits.get(message.seq);
+    const ref = { slot: message.slot, gen: message.gen };
+    if (!pending || message.slot >= this.#table.capacity) {
+      // Nobody waits for it here (the wait ended with the connection): give it back.
+      this.#send({ type: 'closed', ...ref, reason: 'error', refund: true });
+      return;
+    }
+    this.#admits.delete(message.seq);
+    const { request } = pending;
+    if (this.#deadOwners.has(request.owner) || this.#shuttingDown) {
+      this.#send({ type: 'closed', ...ref, reason: 'error', refund: true });
+      pending.resolve(this.#refuse(this.#shuttingDown ? 'shutting_down' : 'owner_gone', MIN_RETRY_AFTER_MS));
+      return;
+    }
+    const { header, words, times } = this.#table.views;
+    const base = message.slot * SLOT_I32;
+    if (wordState(Atomics.load(words, base + S_STATE)) !== ST_FREE) {
+      // Held here still (a close not yet confirmed by a previous authority): cannot be two sessions.
+      this.#send({ type: 'closed', ...ref, reason: 'error', refund: true });
+      pending.resolve(this.#refuse('unavailable', MIN_RETRY_AFTER_MS));
+      return;
+    }
+    const now = this.#table.now();
+    Atomics.store(words, base + S_GEN, message.gen | 0);
+    for (let i = 0; i < 4; i++) Atomics.store(words, base + S_RAND + i, message.rand[i] ?? 0);
+    Atomics.store(words, base + S_OWNER, request.owner);
+    Atomics.store(words, base + S_REASON, -1);
+    Atomics.store(words, base + S_CLIENT_HASH, request.binding?.[0] ?? 0);
+    Atomics.store(words, base + S_CLIENT_HASH + 1, request.binding?.[1] ?? 0);
+    const tbase = message.slot * SLOT_I64;
+    const stamp = BigInt(now);
+    Atomics.store(times, tbase + T_CREATED, stamp);
+    Atomics.store(times, tbase + T_LAST_SEEN, stamp);
+    Atomics.store(times, tbase + T_BUSY_SINCE, stamp);
+    const id = formatSessionId((message.slot | (this.#routing.process << SLOT_BITS)) >>> 0, message.gen, message.rand);
+    this.#meta[message.slot] = { id, clientKey: request.clientKey, binding: request.binding };
+    Atomics.add(header, H_OCCUPIED, 1);
+    Atomics.add(header, H_LIVE, 1);
+    // Publish last: readers load STATE first.
+    Atomics.store(words, base + S_STATE, stateWord(message.gen, ST_LIVE, 1));
+    this.#emit({ type: 'created', id, clientKey: request.clientKey, owner: request.owner, at: Date.now() });
+    pending.resolve({ ok: true, id, slot: message.slot, gen: message.gen });
+  }
+
+  #refuse(reason: RejectReason, retryAfterMs: number): Refused {
+    // Counted here only for what this process decides alone; the authority counts the rest.
+    if (reason === 'unavailable' || reason === 'shutting_down' || reason === 'owner_gone') {
+      Atomics.add(this.#table.views.header64, B_REJECTED_TOTAL + REJECT_REASONS.indexOf(reason), 1n);
+    }
+    return { ok: false, reason, retryAfterMs: Math.max(MIN_RETRY_AFTER_MS, Math.ceil(retryAfterMs)) };
+  }
+
+  // ---- closing ------------------------------------------------------------------
+
+  /**
+   * The authority asks for a close. Forced reasons (lifetime, shutdown, ...)
+   * close at once; eviction and idle expiry only what this process, which
+   * sees the requests, agrees is evictable or idle: else a veto says why.
+   */
+  #closeAsked(message: Extract<AuthorityMessage, { type: 'close' }>): void {
+    const ref = { slot: message.slot, gen: message.gen };
+    if (message.slot >= this.#table.capacity) return;
+    const { words, times } = this.#table.views;
+    const base = ref.slot * SLOT_I32;
+    const index = base + S_STATE;
+    for (;;) {
+      const word = Atomics.load(words, index);
+      const ours = Atomics.load(words, base + S_GEN) >>> 0 === ref.gen >>> 0;
+      if (!ours || wordState(word) === ST_FREE) {
+        // Already gone here: the authority frees it too.
+        this.#send({ type: 'closed', ...ref, reason: message.reason });
+        return;
+      }
+      if (wordState(word) === ST_CLOSING) return; // its `closed` follows
+      const now = this.#table.now();
+      const forced = message.reason !== 'evicted' && message.reason !== 'idle';
+      if (!forced) {
+        const tbase = ref.slot * SLOT_I64;
+        const seenAgoMs = Math.max(0, now - Number(Atomics.load(times, tbase + T_LAST_SEEN)));
+        const owner = Atomics.load(words, base + S_OWNER);
+        const stuck = this.#table.unresponsiveThreads().has(owner);
+        const busy = this.#table.isProtected(ref.slot, word, now);
+        const active =
+          (message.reason === 'idle' && this.#table.expiry(ref.slot, word, now) === undefined) ||
+          (message.seenAgoMs !== undefined && seenAgoMs + SEEN_SLACK_MS < message.seenAgoMs);
+        if (busy || stuck || active) {
+          const busyForMs = busy
+            ? Math.max(0, now - Number(Atomics.load(times, tbase + T_BUSY_SINCE)))
+            : stuck
+              ? 0
+              : undefined;
+          this.#send({ type: 'veto', ...ref, seenAgoMs, ...(busyForMs === undefined ? {} : { busyForMs }) });
+          return;
+        }
+      }
+      const next = stateWord(ref.gen, ST_CLOSING, wordInflight(word));
+      if (Atomics.compareExchange(words, index, word, next) !== word) continue;
+      this.#closing(ref, message.reason);
+      return;
+    }
+  }
+
+  /** Bookkeeping once a slot moved to closing here; then the owner thread closes the transport. */
+  #closing(ref: SessionRef, reason: CloseReason): void {
+    const { words, header } = this.#table.views;
+    Atomics.store(words, ref.slot * SLOT_I32 + S_REASON, CLOSE_REASONS.indexOf(reason));
+    Atomics.sub(header, H_LIVE, 1);
+    Atomics.add(header, H_CLOSING, 1);
+    const owner = Atomics.load(words, ref.slot * SLOT_I32 + S_OWNER);
+    this.#closer(owner, ref, reason).then(
+      () => this.closed(ref, reason),
+      // The thread could not be reached: its death (ownerGone) frees the slot.
+      () => undefined,
+    );
+  }
+
+  close(ref: SessionRef, reason: CloseReason): void {
+    if (!this.#matches(ref)) return;
+    const { words } = this.#table.views;
+    const index = ref.slot * SLOT_I32 + S_STATE;
+    for (;;) {
+      const word = Atomics.load(words, index);
+      if (wordState(word) !== ST_LIVE) return;
+      if (Atomics.compareExchange(words, index, word, stateWord(ref.gen, ST_CLOSING, wordInflight(word))) === word) {
+        this.#closing(ref, reason);
+        return;
+      }
+    }
+  }
+
+  closed(ref: SessionRef, reason: CloseReason, options: { refund?: boolean } = {}): void {
+    if (!this.#matches(ref)) return;
+    const { words, header, header64, times } = this.#table.views;
+    const base = ref.slot * SLOT_I32;
+    const state = wordState(Atomics.load(words, base + S_STATE));
+    const recorded = Atomics.load(words, base + S_REASON);
+    const finalReason: CloseReason =
+      state === ST_CLOSING && recorded >= 0 ? (CLOSE_REASONS[recorded] ?? reason) : reason;
+    const owner = Atomics.load(words, base + S_OWNER);
+    const createdAt = Number(Atomics.load(times, ref.slot * SLOT_I64 + T_CREATED));
+    this.#table.recordClose(ref, finalReason);
+    const gen = ((ref.gen >>> 0) + 1) >>> 0 || 1;
+    Atomics.store(words, base + S_GEN, gen | 0);
+    Atomics.store(words, base + S_STATE, stateWord(gen, ST_FREE, 0));
+    Atomics.store(words, base + S_REASON, -1);
+    if (state === ST_CLOSING) Atomics.sub(header, H_CLOSING, 1);
+    else Atomics.sub(header, H_LIVE, 1);
+    Atomics.sub(header, H_OCCUPIED, 1);
+    Atomics.add(header64, B_CLOSED_TOTAL + CLOSE_REASONS.indexOf(finalReason), 1n);
+    const meta = this.#meta[ref.slot];
+    this.#meta[ref.slot] = undefined;
+    this.#send({
+      type: 'closed',
+      slot: ref.slot,
+      gen: ref.gen,
+      reason: finalReason,
+      ...(options.refund ? { refund: true } : {}),
+    });
+    if (meta) {
+      this.#emit({
+        type: 'closed',
+        id: meta.id,
+        clientKey: meta.clientKey,
+        owner,
+        reason: finalReason,
+        durationMs: Math.max(0, this.#table.now() - createdAt),
+        at: Date.now(),
+      });
+    }
+    if (Atomics.load(header, H_OCCUPIED) === 0) for (const notify of this.#closedWaiters) notify();
+  }
+
+  ownerGone(owner: number): void {
+    this.#deadOwners.add(owner);
+    const { words } = this.#table.views;
+    for (let slot = 0; slot < this.#table.capacity; slot++) {
+      const base = slot * SLOT_I32;
+      if (wordState(Atomics.load(words, base + S_STATE)) === ST_FREE) continue;
+      if (Atomics.load(words, base + S_OWNER) !== owner) continue;
+      this.closed({ slot, gen: Atomics.load(words, base + S_GEN) >>> 0 }, 'error');
+    }
+    this.#table.releaseLane(owner);
+  }
+
+  /**
+   * Expires this process's sessions whose deadline passed. The authority
+   * decides expiry while it is reachable (and this process confirms); this
+   * runs on its own only while it is not, so sessions still end on time.
+   * O(capacity).
+   */
+  sweep(): void {
+    if (this.#connected || !this.#table) return;
+    const now = this.#table.now();
+    const { words } = this.#table.views;
+    for (let slot = 0; slot < this.#table.capacity; slot++) {
+      const base = slot * SLOT_I32;
+      const word = Atomics.load(words, base + S_STATE);
+      if (wordState(word) !== ST_LIVE) continue;
+      const expired = this.#table.expiry(slot, word, now);
+      if (expired) this.close({ slot, gen: Atomics.load(words, base + S_GEN) >>> 0 }, expired);
+    }
+  }
+
+  #matches(ref: SessionRef): boolean {
+    if (!Number.isInteger(ref.slot) || ref.slot < 0 || ref.slot >= this.#table.capacity) return false;
+    const words = this.#table.views.words;
+    const base = ref.slot * SLOT_I32;
+    return (
+      Atomics.load(words, base + S_GEN) >>> 0 === ref.gen >>> 0 &&
+      wordState(Atomics.load(words, base + S_STATE)) !== ST_FREE
+    );
+  }
+
+  #emit(event: SessionEvent): void {
+    const listener = this.#context.onEvent;
+    queueMicrotask(() => {
+      try {
+        listener(event);
+      } catch (error) {
+        console.error('[mcp-session-broker] session event listener failed:', error);
+      }
+    });
+  }
+
+  // ---- stats and shutdown ---------------------------------------------------------
+
+  /** The authority's counts (every process of the host), with this process's transports. */
+  async stats(): Promise<BrokerStats> {
+    const local = this.#localStats();
+    if (!this.#connected) return local;
+    const seq = ++this.#seq;
+    const remote = await new Promise<Record<string, number> | undefined>((resolve) => {
+      this.#statsWaits.set(seq, resolve);
+      this.#send({ type: 'stats', seq });
+    });
+    if (!remote) return local;
+    const pick = (prefix: string, names: readonly string[], add: Record<string, number>) =>
+      Object.fromEntries(names.map((n) => [n, (remote[`${prefix}.${n}`] ?? 0) + (add[n] ?? 0)]));
+    return {
+      occupied: remote.occupied ?? 0,
+      live: remote.live ?? 0,
+      closing: remote.closing ?? 0,
+      transportsByThread: local.transportsByThread,
+      transports: local.transports,
+      fifoLength: remote.fifoLength ?? 0,
+      waiting: (remote.waiting ?? 0) + this.#admits.size,
+      createdTotal: remote.createdTotal ?? 0,
+      closedTotal: pick('closedTotal', CLOSE_REASONS, {}) as BrokerStats['closedTotal'],
+      // Refusals decided here (authority unreachable, shutting down, thread gone) add to the authority's.
+      rejectedTotal: pick('rejectedTotal', REJECT_REASONS, local.rejectedTotal) as BrokerStats['rejectedTotal'],
+      rateWindowCount: remote.rateWindowCount ?? 0,
+    };
+  }
+
+  /** This process's own view: its sessions, and what it refused itself. */
+  #localStats(): BrokerStats {
+    const { header, header64 } = this.#table.views;
+    return {
+      occupied: Atomics.load(header, H_OCCUPIED),
+      live: Atomics.load(header, H_LIVE),
+      closing: Atomics.load(header, H_CLOSING),
+      transportsByThread: this.#table.transportsByThread(),
+      transports: this.#table.transports(),
+      fifoLength: 0,
+      waiting: this.#admits.size,
+      createdTotal: 0,
+      closedTotal: Object.fromEntries(
+        CLOSE_REASONS.map((r, i) => [r, Number(Atomics.load(header64, B_CLOSED_TOTAL + i))]),
+      ) as BrokerStats['closedTotal'],
+      rejectedTotal: Object.fromEntries(
+        REJECT_REASONS.map((r, i) => [r, Number(Atomics.load(header64, B_REJECTED_TOTAL + i))]),
+      ) as BrokerStats['rejectedTotal'],
+      rateWindowCount: 0,
+    };
+  }
+
+  /** Refuses new sessions, closes this process's own with reason `shutdown`, then leaves the authority. */
+  async shutdown(timeoutMs: number): Promise<void> {
+    this.#shuttingDown = true;
+    clearInterval(this.#sweepTimer);
+    clearTimeout(this.#retryTimer);
+    for (const [seq, pending] of this.#admits) {
+      this.#admits.delete(seq);
+      pending.resolve(this.#refuse('shutting_down', MIN_RETRY_AFTER_MS));
+    }
+    const { words, header } = this.#table.views;
+    for (let slot = 0; slot < this.#table.capacity; slot++) {
+      const base = slot * SLOT_I32;
+      if (wordState(Atomics.load(words, base + S_STATE)) === ST_LIVE) {
+        this.close({ slot, gen: Atomics.load(words, base + S_GEN) >>> 0 }, 'shutdown');
+      }
+    }
+    if (Atomics.load(header, H_OCCUPIED) > 0) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.#closedWaiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, timeoutMs);
+        timer.unref();
+        this.#closedWaiters.add(done);
+      });
+    }
+    // The closes reach the authority before the connection ends (they were written first).
+    this.#socket?.end();
+  }
+}
+
+/** The store module's factory: connects to the authority named in `storeOptions`. */
+export const createStore: StoreFactory = (context) => RemoteStore.connect(context);

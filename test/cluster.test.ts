@@ -1,0 +1,177 @@
+/**
+ * Many processes on one host (ADR 20), with real processes: a node:cluster
+ * primary holding the authority (startClusterBroker) and workers forked by
+ * cluster.fork() serving one port under it.
+ */
+import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ClusterApp, callFresh, fresh, initializeFresh, ownerPid, processOf } from './cluster-helpers.js';
+import { connect, until } from './helpers.js';
+
+let app: ClusterApp | undefined;
+afterEach(async () => {
+  await app?.stop();
+  app = undefined;
+});
+
+describe('node:cluster workers under one authority', () => {
+  it('admit no more than the cap across every process, however the initializes interleave', async () => {
+    app = await ClusterApp.start({ admission: { maxSessions: 6, evict: 'none' } });
+    const a = app;
+    const answers = await Promise.all(Array.from({ length: 40 }, () => initializeFresh(a.url)));
+    const admitted = answers.filter((x) => x.status === 200);
+    expect(admitted).toHaveLength(6);
+    expect(answers.filter((x) => x.status === 503).every((x) => /"reason":"full"/.test(x.text))).toBe(true);
+    expect(answers.filter((x) => x.status !== 200 && x.status !== 503)).toEqual([]);
+    // Both processes hold sessions (round robin), and the authority never counted more than 6.
+    expect(new Set(admitted.map((x) => processOf(x.sessionId as string))).size).toBe(2);
+    expect(a.maxLive()).toBe(6);
+    expect((await a.stats()).stats.occupied).toBe(6);
+  });
+
+  it('serve every session from whichever process a request lands on, always on its owner', async () => {
+    app = await ClusterApp.start({ admission: { maxSessions: 10 } });
+    const a = app;
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await initializeFresh(a.url)).sessionId as string);
+    const pids = new Map(a.workers.map((w) => [w.process, w.pid]));
+    for (const id of ids) {
+      // Consecutive connections go to different workers: one of each pair is forwarded.
+      for (let i = 0; i < 4; i++) expect(await ownerPid(a.url, id)).toBe(pids.get(processOf(id)));
+    }
+    // A made-up id of either process, and of a process that does not exist: 404 wherever it lands.
+    for (const prefix of ['01', '02', '07']) {
+      const fake = `${prefix}${'0'.repeat(14)}01${'ab'.repeat(16)}`;
+      for (let i = 0; i < 2; i++) expect((await callFresh(a.url, fake, 'echo', { text: 'x' })).status).toBe(404);
+    }
+  });
+
+  it('evict the oldest session of the whole host, whichever process owns it, and say why on any process', async () => {
+    app = await ClusterApp.start({ admission: { maxSessions: 4, evict: 'oldest' } });
+    const a = app;
+    const first: string[] = [];
+    for (let i = 0; i < 4; i++) first.push((await initializeFresh(a.url)).sessionId as string);
+    const second: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const answer = await initializeFresh(a.url);
+      expect(answer.status).toBe(200);
+      second.push(answer.sessionId as string);
+    }
+    for (const id of first) {
+      const answer = await callFresh(a.url, id, 'echo', { text: 'x' });
+      expect(answer.status).toBe(404);
+      expect(JSON.parse(answer.text)).toMatchObject({ error: { data: { reason: 'evicted' } } });
+    }
+    for (const id of second) expect((await callFresh(a.url, id, 'echo', { text: 'x' })).status).toBe(200);
+    const evicted = a.events.filter((e) => e.type === 'closed' && e.reason === 'evicted').map((e) => e.id);
+    expect(evicted).toEqual(first);
+    expect(a.maxLive()).toBe(4);
+  });
+
+  it('never evict a session with a request in flight in its process: the owner vetoes, the next oldest goes', async () => {
+    app = await ClusterApp.start({ admission: { maxSessions: 3, evict: 'oldest' } });
+    const a = app;
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await initializeFresh(a.url)).sessionId as string);
+    const [busy, next, last] = ids as [string, string, string];
+    const slow = callFresh(a.url, busy, 'sleep', { ms: 1500 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const fourth = await initializeFresh(a.url);
+    expect(fourth.status).toBe(200);
+    expect((await slow).status).toBe(200);
+    expect((await callFresh(a.url, busy, 'echo', { text: 'x' })).status).toBe(200);
+    expect((await callFresh(a.url, next, 'echo', { text: 'x' })).status).toBe(404);
+    expect((await callFresh(a.url, last, 'echo', { text: 'x' })).status).toBe(200);
+    expect(a.maxLive()).toBe(3);
+  });
+
+  it('stream SSE through another process: notifications on the GET stream, and a resumption after Last-Event-ID', async () => {
+    app = await ClusterApp.start({ admission: { maxSessions: 10 } });
+    const a = app;
+    // The SDK's own client, its connections spread over both workers.
+    const session = await connect(a.url);
+    expect((await session.client.listTools()).tools.map((t) => t.name)).toContain('whoami');
+    await session.client.close();
+    const { sessionId } = await initializeFresh(a.url);
+    const id = sessionId as string;
+    const headers = { 'mcp-session-id': id, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION };
+    // Calls on new connections alternate between the workers; each SSE answer arrives whole.
+    for (let i = 0; i < 4; i++) {
+      const answer = await callFresh(a.url, id, 'echo', { text: `n${i}` });
+      expect(answer.headers['content-type']).toMatch(/text\/event-stream/);
+      expect(answer.text).toContain(`"text":"n${i}"`);
+      expect(answer.headers['mcp-session-id'] ?? id).toBe(id);
+    }
+    // A GET stream on one connection, its notifications sent through others; then a resumption.
+    const stream = new AbortController();
+    const get = await fetch(a.url, { headers: { ...headers, accept: 'text/event-stream' }, signal: stream.signal });
+    expect(get.status).toBe(200);
+    const reader = (get.body as ReadableStream<Uint8Array>).getReader();
+    expect((await callFresh(a.url, id, 'notify', { text: 'one' })).status).toBe(200);
+    let text = '';
+    while (!text.includes('one')) text += new TextDecoder().decode((await reader.read()).value);
+    stream.abort();
+    const lastId = /^id: (.+)$/m.exec(text)?.[1];
+    expect(lastId).toBeTruthy();
+    expect((await callFresh(a.url, id, 'notify', { text: 'two' })).status).toBe(200);
+    for (let i = 0; i < 2; i++) {
+      const resumed = new AbortController();
+      const again = await fetch(a.url, {
+        headers: { ...headers, accept: 'text/event-stream', 'last-event-id': lastId as string, connection: 'close' },
+        signal: resumed.signal,
+      });
+      expect(again.status).toBe(200);
+      const r = (again.body as ReadableStream<Uint8Array>).getReader();
+      let replay = '';
+      while (!replay.includes('two')) replay += new TextDecoder().decode((await r.read()).value);
+      expect(replay).not.toContain('"one"');
+      resumed.abort();
+    }
+  });
+
+  it('free the sessions of a worker killed with SIGKILL at once, with reason error; the others keep serving', async () => {
+    app = await ClusterApp.start({ admission: { maxSessions: 6, evict: 'none' } });
+    const a = app;
+    const answers = await Promise.all(Array.from({ length: 6 }, () => initializeFresh(a.url)));
+    const ids = answers.map((x) => x.sessionId as string);
+    const victim = a.workers[0] as (typeof a.workers)[number];
+    const doomed = ids.filter((id) => processOf(id) === victim.process);
+    const survivors = ids.filter((id) => processOf(id) !== victim.process);
+    expect(doomed.length).toBeGreaterThan(0);
+    expect(survivors.length).toBeGreaterThan(0);
+    expect((await initializeFresh(a.url)).status).toBe(503);
+    const killedAt = Date.now();
+    a.command(`kill ${victim.pid}`);
+    await until(
+      () => doomed.every((id) => a.events.some((e) => e.type === 'closed' && e.id === id && e.reason === 'error')),
+      5000,
+      "the killed worker's sessions to close",
+    );
+    // Bounded: the authority sees the connection drop (no timeout involved).
+    expect(Date.now() - killedAt).toBeLessThan(3000);
+    expect((await a.stats()).stats.occupied).toBe(survivors.length);
+    for (const id of survivors) {
+      for (let i = 0; i < 2; i++) expect((await callFresh(a.url, id, 'echo', { text: 'x' })).status).toBe(200);
+    }
+    // Its sessions are 404 from the survivor (the owner's socket is gone); the capacity is back.
+    for (const id of doomed) expect((await callFresh(a.url, id, 'echo', { text: 'x' })).status).toBe(404);
+    const fresh = await Promise.all(doomed.map(() => initializeFresh(a.url)));
+    expect(fresh.map((x) => x.status)).toEqual(doomed.map(() => 200));
+    expect((await initializeFresh(a.url)).status).toBe(503);
+    expect(a.maxLive()).toBe(6);
+  });
+
+  it('answer a bad request 400 on whichever process without disturbing a session', async () => {
+    app = await ClusterApp.start({ admission: { maxSessions: 4 } });
+    const a = app;
+    const id = (await initializeFresh(a.url)).sessionId as string;
+    for (let i = 0; i < 2; i++) {
+      const bad = await fresh(a.url, {
+        headers: { 'mcp-session-id': id, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION },
+        body: { not: 'json-rpc' },
+      });
+      expect(bad.status).toBe(400);
+    }
+    expect((await callFresh(a.url, id, 'echo', { text: 'still' })).text).toContain('still');
+  });
+});
