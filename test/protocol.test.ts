@@ -75,6 +75,11 @@ const message: fc.Arbitrary<Message> = fc
       ),
     }),
     fc.record({ type: fc.constant('stats'), seq }),
+    fc.record({ type: fc.constant('sweep') }),
+    fc.record({
+      type: fc.constant('seen'),
+      entries: fc.array(fc.tuple(u32, u32, ms, fc.constantFrom(0 as const, 1 as const)), { maxLength: 20 }),
+    }),
     fc.record({
       type: fc.constant('welcome'),
       process: fc.integer({ min: 0, max: 255 }),

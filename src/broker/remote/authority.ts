@@ -52,6 +52,10 @@ export interface AuthorityOptions {
    */
   readonly rebuildGraceMs?: number;
   readonly onEvent?: (event: SessionEvent) => void;
+  /** Clock override, ms (tests on a fake clock). */
+  readonly now?: () => number;
+  /** How often the idle/lifetime sweep runs, ms. @default derived from the timeouts */
+  readonly sweepIntervalMs?: number;
   /** One line per fault (a peer closed for breaking the protocol, say). @default console.error */
   readonly log?: (line: string) => void;
 }
@@ -108,6 +112,8 @@ export class Authority {
       lanes: 1,
       closer: (owner, ref, reason, hint) => this.#askClose(owner, ref, reason, hint?.seenAgoMs),
       ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+      ...(options.now ? { now: options.now } : {}),
+      ...(options.sweepIntervalMs ? { sweepIntervalMs: options.sweepIntervalMs } : {}),
       idTag: (owner) => owner,
     });
     this.#server = createServer((socket) => this.#accept(socket));
@@ -248,6 +254,14 @@ export class Authority {
         return;
       case 'stats':
         this.#send(peer, { type: 'stats-result', seq: message.seq, stats: flatStats(this.store.stats()) });
+        return;
+      case 'sweep':
+        this.store.sweep();
+        return;
+      case 'seen':
+        for (const [slot, gen, seenAgoMs, busy] of message.entries) {
+          if (this.#owns(peer, slot)) this.store.noteSeen({ slot, gen }, seenAgoMs, busy === 1);
+        }
         return;
       default:
         throw new ProtocolError(`a process may not send ${message.type}`);

@@ -61,8 +61,19 @@ export type ProcessMessage =
       readonly seenAgoMs: number;
       readonly busyForMs?: number;
     }
+  | {
+      /**
+       * What the owner saw since it last said: per session, how long ago it
+       * was last active and whether a request is in flight now (so the
+       * authority's idle and idlest decisions, and a veto's busy mark, catch up).
+       */
+      readonly type: 'seen';
+      readonly entries: ReadonlyArray<readonly [slot: number, gen: number, seenAgoMs: number, busy: 0 | 1]>;
+    }
   | { readonly type: 'register'; readonly sessions: readonly RegisteredSession[] }
-  | { readonly type: 'stats'; readonly seq: number };
+  | { readonly type: 'stats'; readonly seq: number }
+  /** Run the idle/lifetime sweep now (`SessionBroker.sweep()`). */
+  | { readonly type: 'sweep' };
 
 /** A session a process owns, as it tells a (restarted) authority. Times are ages, ms (clocks differ). */
 export interface RegisteredSession {
@@ -243,12 +254,26 @@ export function parseMessage(value: unknown): Message {
       };
       return f.busyForMs === undefined ? veto : { ...veto, busyForMs: time(f.busyForMs, 'busyForMs') };
     }
+    case 'seen':
+      only(f, ['type', 'entries']);
+      return {
+        type: 'seen',
+        entries: list(f.entries, 'entries').map((entry, i) => {
+          if (!Array.isArray(entry) || entry.length !== 4) fail(`entries[${i}] must be [slot, gen, seenAgoMs, busy]`);
+          const busy = entry[3];
+          if (busy !== 0 && busy !== 1) fail(`entries[${i}] busy must be 0 or 1`);
+          return [uint(entry[0], 'slot'), uint(entry[1], 'gen'), time(entry[2], 'seenAgoMs'), busy] as const;
+        }),
+      };
     case 'register':
       only(f, ['type', 'sessions']);
       return { type: 'register', sessions: list(f.sessions, 'sessions').map(registered) };
     case 'stats':
       only(f, ['type', 'seq']);
       return { type: 'stats', seq: uint(f.seq, 'seq', Number.MAX_SAFE_INTEGER) };
+    case 'sweep':
+      only(f, ['type']);
+      return { type: 'sweep' };
     case 'welcome':
       only(f, [
         'type',

@@ -661,7 +661,7 @@ export class MemoryStore implements SessionStore {
     if (meta) meta.closeRequested = true;
     const owner = Atomics.load(this.table.views.words, slot * SLOT_I32 + S_OWNER);
     const ref = { slot, gen };
-    const seenAgoMs = this.#idlest && reason === 'evicted' ? this.#seenAgo(slot) : undefined;
+    const seenAgoMs = this.#opts.evict === 'idlest' && reason === 'evicted' ? this.#seenAgo(slot) : undefined;
     this.#closer(owner, ref, reason, seenAgoMs === undefined ? undefined : { seenAgoMs }).then(
       (answer) => (answer ? this.#reopen(ref, answer) : this.closed(ref, reason)),
       // The owner could not be reached: its death (ownerGone) frees the slot.
@@ -932,6 +932,28 @@ export class MemoryStore implements SessionStore {
     Atomics.add(header, H_LIVE, 1);
     Atomics.store(words, base + S_STATE, stateWord(gen, ST_LIVE, 0));
     return true;
+  }
+
+  /**
+   * What an owner in another process saw of a live session: activity
+   * `seenAgoMs` ago, and whether a request is in flight now. Last-seen only
+   * moves later; a busy mark left by a veto is lifted when the owner says the
+   * session is no longer busy. The indexes take the new times.
+   */
+  noteSeen(ref: SessionRef, seenAgoMs: number, busy: boolean): void {
+    const { words, times } = this.table.views;
+    const base = ref.slot * SLOT_I32;
+    if (ref.slot < 0 || ref.slot >= this.table.capacity) return;
+    const word = Atomics.load(words, base + S_STATE);
+    if (wordState(word) !== ST_LIVE || Atomics.load(words, base + S_GEN) >>> 0 !== ref.gen >>> 0) return;
+    const now = this.table.now();
+    const tbase = ref.slot * SLOT_I64;
+    const seen = Math.max(Number(Atomics.load(times, tbase + T_LAST_SEEN)), now - seenAgoMs);
+    Atomics.store(times, tbase + T_LAST_SEEN, BigInt(seen));
+    // Only this thread writes this table's state words (no request enters here).
+    if (!busy && wordInflight(word) > 0) Atomics.store(words, base + S_STATE, stateWord(ref.gen, ST_LIVE, 0));
+    this.#expiry?.set(ref.slot, this.#expiryKey(ref.slot, now));
+    this.#idlest?.set(ref.slot, seen);
   }
 
   // ---- closing ---------------------------------------------------------------

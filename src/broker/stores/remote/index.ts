@@ -86,8 +86,10 @@ const LOCAL_SWEEP_MS = 1_000;
 const MAX_PENDING_ADMITS = 65_536;
 /** Bytes queued to an authority that does not read, beyond which the connection is dropped. */
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
-/** A session active within this of what the authority believed is not "idler than it thought". */
-const SEEN_SLACK_MS = 250;
+/** How often sessions a veto marked busy are checked for their request's end, ms. */
+const BUSY_CHECK_MS = 50;
+/** How often activity is reported to the authority (sessions active since the last report), ms. */
+const SEEN_REPORT_MS = 1_000;
 
 interface Meta {
   readonly id: string;
@@ -126,6 +128,12 @@ export class RemoteStore implements SessionStore {
   #retryTimer: NodeJS.Timeout | undefined;
   readonly #sweepTimer: NodeJS.Timeout;
   readonly #closedWaiters = new Set<() => void>();
+  /** Slots whose eviction was vetoed as busy: the authority is told when their request ends. */
+  readonly #vetoedBusy = new Set<number>();
+  /** Per slot, the last-seen time last reported to the authority. */
+  #reported = new Float64Array(0);
+  #reportTimer: NodeJS.Timeout | undefined;
+  #ticks = 0;
   #log: (line: string) => void = (line) => console.error(line);
 
   static async connect(context: StoreContext): Promise<RemoteStore> {
@@ -142,6 +150,7 @@ export class RemoteStore implements SessionStore {
     this.#options = options;
     this.#context = context;
     this.#closer = context.closer;
+    // While connected the authority sweeps on its own timer.
     this.#sweepTimer = setInterval(() => {
       if (!this.#connected) this.sweep();
     }, LOCAL_SWEEP_MS);
@@ -172,7 +181,7 @@ export class RemoteStore implements SessionStore {
     const timeoutMs = this.#options.connectTimeoutMs ?? 5_000;
     try {
       const welcome = await this.#open(undefined, timeoutMs);
-      this.#table = SessionTable.create({
+      const table = SessionTable.create({
         capacity: welcome.capacity,
         lanes: this.#context.lanes,
         rateMax: 0,
@@ -184,10 +193,16 @@ export class RemoteStore implements SessionStore {
         unresponsiveMs: unresponsiveAfterMs(this.#context.stallTimeoutMs),
         processTag: welcome.process,
       });
+      const now = this.#context.now;
+      this.#table = now ? new SessionTable(table.buffer, now) : table;
       this.#meta = new Array(welcome.capacity);
+      this.#reported = new Float64Array(welcome.capacity);
+      this.#reportTimer = setInterval(() => this.#report(), BUSY_CHECK_MS);
+      this.#reportTimer.unref();
       this.#routing = { process: welcome.process, routes: welcome.routes, secret: welcome.routeSecret };
     } catch (cause) {
       clearInterval(this.#sweepTimer);
+      clearInterval(this.#reportTimer);
       const why = cause instanceof Error ? cause.message : String(cause);
       throw new BrokerError(
         'ERR_BROKER_START',
@@ -389,6 +404,54 @@ export class RemoteStore implements SessionStore {
     }
   }
 
+  /**
+   * Tells the authority what it cannot see: every 50 ms, which sessions it
+   * holds as busy (after a veto) have ended their request; every second,
+   * which sessions were active since the last report (for idle and idlest).
+   * O(vetoed) per tick, O(capacity) per second.
+   */
+  #report(): void {
+    if (!this.#connected) return;
+    const { words, times } = this.#table.views;
+    const now = this.#table.now();
+    const entries: [number, number, number, 0 | 1][] = [];
+    const flush = () => {
+      if (entries.length > 0) this.#send({ type: 'seen', entries: entries.splice(0) });
+    };
+    const add = (slot: number, gen: number, seen: number, busy: boolean) => {
+      entries.push([slot, gen, Math.max(0, now - seen), busy ? 1 : 0]);
+      this.#reported[slot] = seen;
+      if (entries.length >= 256) flush();
+    };
+    for (const slot of this.#vetoedBusy) {
+      const base = slot * SLOT_I32;
+      const word = Atomics.load(words, base + S_STATE);
+      if (wordState(word) !== ST_LIVE) {
+        this.#vetoedBusy.delete(slot);
+        continue;
+      }
+      if (this.#table.isProtected(slot, word, now)) continue;
+      this.#vetoedBusy.delete(slot);
+      add(
+        slot,
+        Atomics.load(words, base + S_GEN) >>> 0,
+        Number(Atomics.load(times, slot * SLOT_I64 + T_LAST_SEEN)),
+        false,
+      );
+    }
+    if (++this.#ticks % (SEEN_REPORT_MS / BUSY_CHECK_MS) === 0) {
+      for (let slot = 0; slot < this.#table.capacity; slot++) {
+        const base = slot * SLOT_I32;
+        const word = Atomics.load(words, base + S_STATE);
+        if (wordState(word) !== ST_LIVE) continue;
+        const seen = Number(Atomics.load(times, slot * SLOT_I64 + T_LAST_SEEN));
+        if (seen <= (this.#reported[slot] ?? 0)) continue;
+        add(slot, Atomics.load(words, base + S_GEN) >>> 0, seen, this.#table.isProtected(slot, word, now));
+      }
+    }
+    flush();
+  }
+
   // ---- admission ----------------------------------------------------------------
 
   admit(request: AdmitRequest): Promise<Decision> {
@@ -448,6 +511,7 @@ export class RemoteStore implements SessionStore {
     Atomics.store(times, tbase + T_BUSY_SINCE, stamp);
     const id = formatSessionId((message.slot | (this.#routing.process << SLOT_BITS)) >>> 0, message.gen, message.rand);
     this.#meta[message.slot] = { id, clientKey: request.clientKey, binding: request.binding };
+    this.#reported[message.slot] = now;
     Atomics.add(header, H_OCCUPIED, 1);
     Atomics.add(header, H_LIVE, 1);
     // Publish last: readers load STATE first.
@@ -496,7 +560,7 @@ export class RemoteStore implements SessionStore {
         const busy = this.#table.isProtected(ref.slot, word, now);
         const active =
           (message.reason === 'idle' && this.#table.expiry(ref.slot, word, now) === undefined) ||
-          (message.seenAgoMs !== undefined && seenAgoMs + SEEN_SLACK_MS < message.seenAgoMs);
+          (message.seenAgoMs !== undefined && seenAgoMs < message.seenAgoMs);
         if (busy || stuck || active) {
           const busyForMs = busy
             ? Math.max(0, now - Number(Atomics.load(times, tbase + T_BUSY_SINCE)))
@@ -504,6 +568,8 @@ export class RemoteStore implements SessionStore {
               ? 0
               : undefined;
           this.#send({ type: 'veto', ...ref, seenAgoMs, ...(busyForMs === undefined ? {} : { busyForMs }) });
+          if (busyForMs !== undefined) this.#vetoedBusy.add(ref.slot);
+          this.#reported[ref.slot] = now - seenAgoMs;
           return;
         }
       }
@@ -603,7 +669,11 @@ export class RemoteStore implements SessionStore {
    * O(capacity).
    */
   sweep(): void {
-    if (this.#connected || !this.#table) return;
+    if (!this.#table) return;
+    if (this.#connected) {
+      this.#send({ type: 'sweep' });
+      return;
+    }
     const now = this.#table.now();
     const { words } = this.#table.views;
     for (let slot = 0; slot < this.#table.capacity; slot++) {
@@ -692,6 +762,7 @@ export class RemoteStore implements SessionStore {
   async shutdown(timeoutMs: number): Promise<void> {
     this.#shuttingDown = true;
     clearInterval(this.#sweepTimer);
+    clearInterval(this.#reportTimer);
     clearTimeout(this.#retryTimer);
     for (const [seq, pending] of this.#admits) {
       this.#admits.delete(seq);
