@@ -26,6 +26,7 @@ export class ClusterApp {
   readonly workers: Worker[] = [];
   readonly exits: { pid: number; code: number | null; signal: string | null }[] = [];
   readonly logs: string[] = [];
+  readonly samples: { pid: number; maxOccupied: number; maxTransports: number; samples: number }[] = [];
   #statsWaits: ((value: unknown) => void)[] = [];
 
   private constructor(child: ChildProcess) {
@@ -37,6 +38,7 @@ export class ClusterApp {
       if (message.worker) this.workers.push(message.worker as Worker);
       if (message.exit) this.exits.push(message.exit as ClusterApp['exits'][number]);
       if (message.log) this.logs.push(message.log as string);
+      if (message.sample) this.samples.push(message.sample as ClusterApp['samples'][number]);
       if (message.stats) this.#statsWaits.shift()?.(message);
     });
   }
