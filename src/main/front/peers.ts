@@ -25,6 +25,10 @@ import { ErrorLog } from './log.js';
 /** The header a forwarded request carries its route secret in (removed before the front sees it). */
 export const ROUTE_HEADER = 'x-mcp-session-broker-route';
 
+/** How long a connection to another process may sit idle, on each side, ms. */
+const IDLE_CLIENT_MS = 30_000;
+const IDLE_SERVER_MS = 65_000;
+
 /** Headers of one hop only: not forwarded, not copied back. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te']);
 
@@ -35,7 +39,14 @@ export class PeerRouter {
    * queue: every forwarded request has its own connection while it runs, so
    * they are bounded by the public requests in progress (the front's limits).
    */
-  readonly #agent = new Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY, maxFreeSockets: 64 });
+  readonly #agent = new Agent({
+    keepAlive: true,
+    maxSockets: Number.POSITIVE_INFINITY,
+    maxFreeSockets: 64,
+    // An idle connection is closed here first (the owner keeps them longer): a request is
+    // never sent on a connection the owner is closing at that moment.
+    timeout: IDLE_CLIENT_MS,
+  });
   readonly #log = new ErrorLog();
   /** Requests passed to another process, for metrics. */
   forwarded = 0;
@@ -140,6 +151,7 @@ export class PeerRouter {
       delete req.headers[ROUTE_HEADER];
       handle(req, res);
     });
+    server.keepAliveTimeout = IDLE_SERVER_MS;
     await removeStaleSocket(path);
     await listenOwnerOnly(server, path);
     return new PrivateListener(server, path);
