@@ -7,12 +7,14 @@
  *   broker w2        2 worker processes x 1 handler thread (`serve --workers 2 --threads 1`):
  *                    node:cluster hands connections round robin, so about half of the
  *                    requests land on the process that does not own their session
+ *   broker w2 t0     2 worker processes, each serving on its main thread (`--threads 0`)
  *
  * For each: initialize/s at c=16 (cap 1000: past it every initialize also
  * evicts the oldest), with the host's live count sampled from /metrics every
  * 20 ms during the flood (0 over the cap, or the run says how many); echo and
- * sha (SHA-256 over 64 KiB, 50 times) tools/call at c=16 and c=64 over 16
- * sessions, req/s and p99; memory per live session (RSS of every process of
+ * sha (SHA-256 over 64 KiB, 50 times) tools/call at c=16 and c=64, each
+ * connection with its session (and sha with 16 sessions shared by every
+ * connection: see CALLS), req/s and p99; memory per live session (RSS of every process of
  * the server, 2,000 sessions). Then the added latency of a misrouted request:
  * a standalone authority (`broker`) and two processes under it on two ports,
  * one session on the first; echo at c=1 sent to its owner's port, then to the
@@ -140,7 +142,26 @@ const ALL_CONFIGS = [
   { key: 'plain-sdk', kind: 'host', system: 'plain-sdk', options: {} },
   { key: 'broker t2', kind: 'host', system: 'broker', options: { threads: 2 } },
   { key: 'broker w2', kind: 'cli', args: ['--workers', '2', '--threads', '1'] },
+  // Processes instead of threads: each worker serves on its main thread (no thread hop, no watchdog).
+  { key: 'broker w2 t0', kind: 'cli', args: ['--workers', '2', '--threads', '0'] },
 ];
+
+/**
+ * The calls: each connection with a session of its own, initialized on it (as a
+ * client with a keep-alive connection does: under node:cluster its requests stay
+ * on the process that owns the session), and, for sha, 16 sessions shared by
+ * every connection round robin (about half the requests land on the process
+ * that does not own their session: the worst case for many processes).
+ */
+const CALLS = [
+  { tool: 'echo', connections: 16, kind: 'own' },
+  { tool: 'echo', connections: 64, kind: 'own' },
+  { tool: 'sha', connections: 16, kind: 'own' },
+  { tool: 'sha', connections: 64, kind: 'own' },
+  { tool: 'sha', connections: 16, kind: 'call' },
+  { tool: 'sha', connections: 64, kind: 'call' },
+];
+const whatOf = (tool, kind) => (kind === 'own' ? tool : `${tool} shared`);
 
 // BENCH_CLUSTER_ONLY=key,key: a subset (plain-sdk is needed for the ratios).
 const ONLY = process.env.BENCH_CLUSTER_ONLY?.split(',');
@@ -238,34 +259,35 @@ await runBenchmark('cluster', async () => {
               durationS: 0.5,
             });
           }
-          for (const tool of ['echo', 'sha']) {
-            for (const connections of [16, 64]) {
-              const a = cpuSnapshot(pids);
-              const r = await load.call('cannon', {
-                url: server.url,
-                kind: 'call',
-                tool,
-                sessions,
-                connections,
-                durationS: DURATION_S,
-              });
-              const b = cpuSnapshot(pids);
-              runs.push({
-                rep,
-                key: config.key,
-                what: tool,
-                connections,
-                perSecond: r.rps,
-                p50Ms: r.latencyMs.p50,
-                p99Ms: r.latencyMs.p99,
-                non2xx: r.non2xx,
-                errors: r.errors + r.timeouts,
-                otherLoadCores: otherCores(a, b),
-              });
-              console.log(
-                `rep ${rep + 1}/${REPS} ${config.key.padEnd(10)} ${tool} c=${connections}: ${fmt(r.rps)} req/s p50 ${r.latencyMs.p50} ms p99 ${r.latencyMs.p99} ms statuses ${JSON.stringify(r.statusCodes)}`,
-              );
-            }
+          for (const { tool, connections, kind } of CALLS) {
+            const a = cpuSnapshot(pids);
+            const r = await load.call('cannon', {
+              url: server.url,
+              kind,
+              tool,
+              sessions,
+              connections,
+              durationS: DURATION_S,
+            });
+            const b = cpuSnapshot(pids);
+            runs.push({
+              rep,
+              key: config.key,
+              what: whatOf(tool, kind),
+              connections,
+              perSecond: r.rps,
+              p50Ms: r.latencyMs.p50,
+              // A connection's first requests (its initialize and initialized) are timed with its calls,
+              // and each run starts with all of them at once: with a session per connection, p99 says
+              // more about that start than about the calls.
+              p99Ms: kind === 'own' ? null : r.latencyMs.p99,
+              non2xx: r.non2xx,
+              errors: r.errors + r.timeouts,
+              otherLoadCores: otherCores(a, b),
+            });
+            console.log(
+              `rep ${rep + 1}/${REPS} ${config.key.padEnd(12)} ${whatOf(tool, kind)} c=${connections}: ${fmt(r.rps)} req/s p50 ${r.latencyMs.p50} ms p99 ${r.latencyMs.p99} ms statuses ${JSON.stringify(r.statusCodes)}`,
+            );
           }
         } finally {
           await server.stop();
@@ -342,7 +364,7 @@ await runBenchmark('cluster', async () => {
   const base = (r) =>
     runs.find((b) => b.key === 'plain-sdk' && b.rep === r.rep && b.what === r.what && b.connections === r.connections);
   const rows = [];
-  for (const what of ['initialize', 'echo', 'sha']) {
+  for (const what of ['initialize', 'echo', 'sha', 'sha shared']) {
     for (const connections of what === 'initialize' ? [16] : [16, 64]) {
       for (const { key } of CONFIGS) {
         const mine = runs.filter((r) => r.key === key && r.what === what && r.connections === connections);
