@@ -25,7 +25,7 @@ export const BENCHMARKS = {
   'flood-memory': 900,
   'large-results-memory': 600,
   startup: 300,
-  cluster: 900,
+  cluster: 1500,
 };
 
 const args = process.argv.slice(2);

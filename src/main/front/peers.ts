@@ -109,6 +109,8 @@ export class PeerRouter {
       pipeline(answer, res, () => undefined);
     });
     out.on('error', (error: NodeJS.ErrnoException) => {
+      // The client left first (its request to the owner was cancelled with it): nothing to answer, nothing to log.
+      if (res.closed) return;
       if (res.headersSent) {
         res.destroy();
         return;
