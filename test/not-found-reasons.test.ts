@@ -296,6 +296,9 @@ describe('recoveringFetch', () => {
       method: 'DELETE',
       headers: { 'mcp-session-id': id, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION },
     });
+    // The DELETE's answer may reach us before the broker has freed the slot.
+    const s = served;
+    await until(async () => (await s.broker.stats()).occupied === 0, 5000, 'the slot to be freed');
     await session(served.url);
     const result = await rawCall(served.url, id, 'echo', { text: 'x' });
     expect(result.status).toBe(404);
