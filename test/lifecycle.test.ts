@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Served, SessionClosedEvent } from '../dist/main/index.js';
-import { alive, connect, inFlight, outcomeOf, recordClosed, settled, start, until } from './helpers.js';
+import { alive, connect, inFlight, outcomeOf, rawInitialize, recordClosed, settled, start, until } from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -84,12 +84,17 @@ describe('session lifecycle', () => {
 
   it('does not let expired sessions hold capacity, even with eviction off', async () => {
     const { served, closed } = await startManual({ maxSessions: 2, evict: 'none', idleTimeoutMs: 1_000 });
-    const a = await connect(served.url);
-    const b = await connect(served.url);
+    // Raw sessions, nothing of theirs running in the background; and both settled (their
+    // initialize left the table: a client can read the answer before the server has let go
+    // of the request, and a session with a request in flight is not idle).
+    const a = await rawInitialize(served.url);
+    const b = await rawInitialize(served.url);
+    await settled(served, a.sessionId as string);
+    await settled(served, b.sessionId as string);
     served.broker.clock.advance(1_000);
     const c = await connect(served.url);
     expect(await alive(served.url, c.sessionId)).toBe(true);
-    const events = await closedFor(closed, [a.sessionId, b.sessionId]);
+    const events = await closedFor(closed, [a.sessionId as string, b.sessionId as string]);
     expect(events.map((e) => e.reason)).toEqual(['idle', 'idle']);
   });
 
