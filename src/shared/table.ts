@@ -5,7 +5,9 @@
  * Admission state is written only by the broker's store, through `views`.
  */
 import {
+  B_CLOSED_TOTAL,
   B_MANUAL_NOW,
+  B_REJECTED_TOTAL,
   BEAT_I64,
   BT_HEARTBEAT,
   C_BUSY_MS,
@@ -52,6 +54,7 @@ import {
   SLOT_I32,
   SLOT_I64,
   ST_CLOSING,
+  ST_FREE,
   ST_LIVE,
   stateWord,
   T_BUSY_SINCE,
@@ -66,7 +69,7 @@ import { parseSessionId } from './session-id.js';
 const SLOT_MASK = (1 << SLOT_BITS) - 1;
 
 import type { EnterResult, IndexDescriptor, LookupResult, SessionIndex } from './session-index.js';
-import { CLOSE_REASONS, type CloseReason, type SessionRef } from './types.js';
+import { CLOSE_REASONS, type CloseReason, REJECT_REASONS, type RejectReason, type SessionRef } from './types.js';
 
 /** The shape and timing a table is created with. */
 export interface TableInit {
@@ -349,6 +352,30 @@ export class SessionTable implements SessionIndex {
     Atomics.store(closes, entry + CL_CLIENT_HASH + 1, Atomics.load(words, base + S_CLIENT_HASH + 1));
     Atomics.store(closes, entry + CL_REASON, CLOSE_REASONS.indexOf(reason) + 1);
     Atomics.store(closes, entry + CL_SEQ, (seq + 2) | 0);
+  }
+
+  /** Whether the slot holds this incarnation (its generation) and is not free: live or closing. */
+  occupies(ref: SessionRef): boolean {
+    if (!Number.isInteger(ref.slot) || ref.slot < 0 || ref.slot >= this.capacity) return false;
+    const words = this.views.words;
+    const base = ref.slot * SLOT_I32;
+    return (
+      Atomics.load(words, base + S_GEN) >>> 0 === ref.gen >>> 0 &&
+      wordState(Atomics.load(words, base + S_STATE)) !== ST_FREE
+    );
+  }
+
+  /** The close and refusal counters kept in the header, by reason. */
+  totals(): { closedTotal: Record<CloseReason, number>; rejectedTotal: Record<RejectReason, number> } {
+    const header64 = this.views.header64;
+    return {
+      closedTotal: Object.fromEntries(
+        CLOSE_REASONS.map((r, i) => [r, Number(Atomics.load(header64, B_CLOSED_TOTAL + i))]),
+      ) as Record<CloseReason, number>,
+      rejectedTotal: Object.fromEntries(
+        REJECT_REASONS.map((r, i) => [r, Number(Atomics.load(header64, B_REJECTED_TOTAL + i))]),
+      ) as Record<RejectReason, number>,
+    };
   }
 
   /**

@@ -138,13 +138,8 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   const [command, module, ...extra] = positionals;
   if (command !== 'serve') throw new UsageError(command ? `unknown command "${command}"` : 'missing command "serve"');
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
-  const int = (flag: string, value: string | undefined): number | undefined => {
-    if (value === undefined) return undefined;
-    if (!/^\d+$/.test(value)) throw new UsageError(`--${flag} must be a non-negative integer, got "${value}"`);
-    return Number(value);
-  };
   const underAuthority = values.authority !== undefined;
-  const maxSessions = int('max-sessions', values['max-sessions']);
+  const maxSessions = nonNegative('max-sessions', values['max-sessions']);
   const options: CliServeOptions = underAuthority ? {} : { maxSessions: maxSessions ?? CLI_DEFAULT_MAX_SESSIONS };
   if (underAuthority) {
     if (maxSessions !== undefined) options.maxSessions = maxSessions;
@@ -154,7 +149,7 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   } else if (values['authority-secret'] !== undefined) {
     throw new UsageError('--authority-secret needs --authority');
   }
-  const workers = int('workers', values.workers);
+  const workers = nonNegative('workers', values.workers);
   if (workers !== undefined) {
     if (workers < 1 || workers > 255) throw new UsageError('--workers must be from 1 to 255');
     if (underAuthority) throw new UsageError('--workers and --authority are mutually exclusive');
@@ -162,30 +157,30 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
   }
   if (module !== undefined) options.module = module;
   if (values.host !== undefined) options.host = values.host;
-  const port = int('port', values.port);
+  const port = nonNegative('port', values.port);
   if (port !== undefined) options.port = port;
   if (values.path !== undefined) options.path = values.path;
-  const threads = int('threads', values.threads);
+  const threads = nonNegative('threads', values.threads);
   if (threads !== undefined) options.threads = threads;
   if (values['stall-timeout'] !== undefined) options.stallTimeoutMs = parseDuration(values['stall-timeout']);
   if (values.listeners !== undefined) options.listeners = values.listeners as 'auto' | 'threads' | 'main';
   Object.assign(options, admissionFlags(values));
   if (values['max-body'] !== undefined) options.maxBodyBytes = parseBytes(values['max-body']);
-  const maxInFlight = int('max-in-flight', values['max-in-flight']);
+  const maxInFlight = nonNegative('max-in-flight', values['max-in-flight']);
   if (maxInFlight !== undefined) options.maxInFlightPerSession = maxInFlight;
-  const maxConnections = int('max-connections', values['max-connections']);
+  const maxConnections = nonNegative('max-connections', values['max-connections']);
   if (maxConnections !== undefined) options.maxConnections = maxConnections;
-  const perAddress = int('max-connections-per-address', values['max-connections-per-address']);
+  const perAddress = nonNegative('max-connections-per-address', values['max-connections-per-address']);
   if (perAddress !== undefined) options.maxConnectionsPerAddress = perAddress;
   if (values['json-response']) options.jsonResponse = true;
   if (values['stream-stall-timeout'] !== undefined) {
     options.streamStallTimeoutMs = parseDuration(values['stream-stall-timeout']);
   }
   if (values['shutdown-timeout'] !== undefined) options.shutdownTimeoutMs = parseDuration(values['shutdown-timeout']);
-  const metricsPort = int('metrics-port', values['metrics-port']);
+  const metricsPort = nonNegative('metrics-port', values['metrics-port']);
   if (metricsPort !== undefined) options.metricsPort = metricsPort;
   if (values.cors !== undefined) options.cors = values.cors;
-  const resumeEvents = int('resume-events', values['resume-events']);
+  const resumeEvents = nonNegative('resume-events', values['resume-events']);
   const resumeBytes = values['resume-bytes'];
   const resumeTotal = values['resume-total'];
   if (resumeEvents === 0) {
@@ -200,7 +195,7 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       ...(resumeTotal !== undefined ? { maxTotalBytes: parseBytes(resumeTotal) } : {}),
     };
   }
-  const trustProxy = int('trust-proxy', values['trust-proxy']);
+  const trustProxy = nonNegative('trust-proxy', values['trust-proxy']);
   if (trustProxy !== undefined) options.trustProxy = trustProxy;
   const list = (value: string) =>
     value

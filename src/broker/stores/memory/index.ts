@@ -959,12 +959,12 @@ export class MemoryStore implements SessionStore {
   // ---- closing ---------------------------------------------------------------
 
   close(ref: SessionRef, reason: CloseReason): void {
-    if (!this.#matches(ref)) return;
+    if (!this.table.occupies(ref)) return;
     this.#beginClose(ref.slot, reason, this.table.now(), true);
   }
 
   closed(ref: SessionRef, reason: CloseReason, options: { refund?: boolean } = {}): void {
-    if (!this.#matches(ref)) return;
+    if (!this.table.occupies(ref)) return;
     const { words, header, header64 } = this.table.views;
     const base = ref.slot * SLOT_I32;
     const word = Atomics.load(words, base + S_STATE);
@@ -1153,26 +1153,11 @@ export class MemoryStore implements SessionStore {
     Atomics.sub(header, H_FIFO_LENGTH, 1);
   }
 
-  #matches(ref: SessionRef): boolean {
-    if (!Number.isInteger(ref.slot) || ref.slot < 0 || ref.slot >= this.table.capacity) return false;
-    const words = this.table.views.words;
-    const base = ref.slot * SLOT_I32;
-    return (
-      Atomics.load(words, base + S_GEN) >>> 0 === ref.gen >>> 0 &&
-      wordState(Atomics.load(words, base + S_STATE)) !== ST_FREE
-    );
-  }
-
   // ---- stats and shutdown -----------------------------------------------------
 
   stats(): BrokerStats {
     const { header, header64 } = this.table.views;
-    const closedTotal = Object.fromEntries(
-      CLOSE_REASONS.map((r, i) => [r, Number(Atomics.load(header64, B_CLOSED_TOTAL + i))]),
-    ) as Record<CloseReason, number>;
-    const rejectedTotal = Object.fromEntries(
-      REJECT_REASONS.map((r, i) => [r, Number(Atomics.load(header64, B_REJECTED_TOTAL + i))]),
-    ) as Record<RejectReason, number>;
+    const { closedTotal, rejectedTotal } = this.table.totals();
     return {
       occupied: Atomics.load(header, H_OCCUPIED),
       live: Atomics.load(header, H_LIVE),

@@ -595,7 +595,7 @@ export class RemoteStore implements SessionStore {
   }
 
   close(ref: SessionRef, reason: CloseReason): void {
-    if (!this.#matches(ref)) return;
+    if (!this.#table.occupies(ref)) return;
     const { words } = this.#table.views;
     const index = ref.slot * SLOT_I32 + S_STATE;
     for (;;) {
@@ -609,7 +609,7 @@ export class RemoteStore implements SessionStore {
   }
 
   closed(ref: SessionRef, reason: CloseReason, options: { refund?: boolean } = {}): void {
-    if (!this.#matches(ref)) return;
+    if (!this.#table.occupies(ref)) return;
     const { words, header, header64, times } = this.#table.views;
     const base = ref.slot * SLOT_I32;
     const state = wordState(Atomics.load(words, base + S_STATE));
@@ -685,16 +685,6 @@ export class RemoteStore implements SessionStore {
     }
   }
 
-  #matches(ref: SessionRef): boolean {
-    if (!Number.isInteger(ref.slot) || ref.slot < 0 || ref.slot >= this.#table.capacity) return false;
-    const words = this.#table.views.words;
-    const base = ref.slot * SLOT_I32;
-    return (
-      Atomics.load(words, base + S_GEN) >>> 0 === ref.gen >>> 0 &&
-      wordState(Atomics.load(words, base + S_STATE)) !== ST_FREE
-    );
-  }
-
   #emit(event: SessionEvent): void {
     const listener = this.#context.onEvent;
     queueMicrotask(() => {
@@ -738,8 +728,9 @@ export class RemoteStore implements SessionStore {
 
   /** This process's own view: its sessions, and what it refused itself. */
   #localStats(): BrokerStats {
-    const { header, header64 } = this.#table.views;
+    const header = this.#table.views.header;
     return {
+      ...this.#table.totals(),
       occupied: Atomics.load(header, H_OCCUPIED),
       live: Atomics.load(header, H_LIVE),
       closing: Atomics.load(header, H_CLOSING),
@@ -748,12 +739,6 @@ export class RemoteStore implements SessionStore {
       fifoLength: 0,
       waiting: this.#admits.size,
       createdTotal: 0,
-      closedTotal: Object.fromEntries(
-        CLOSE_REASONS.map((r, i) => [r, Number(Atomics.load(header64, B_CLOSED_TOTAL + i))]),
-      ) as BrokerStats['closedTotal'],
-      rejectedTotal: Object.fromEntries(
-        REJECT_REASONS.map((r, i) => [r, Number(Atomics.load(header64, B_REJECTED_TOTAL + i))]),
-      ) as BrokerStats['rejectedTotal'],
       rateWindowCount: 0,
     };
   }
