@@ -22,6 +22,8 @@ export interface BrokerApi {
   ownerGone(threadId: number): void;
   sweep(): void;
   stats(): BrokerStats | Promise<BrokerStats>;
+  /** The URL of another host's private route (stores spread over hosts), else undefined. */
+  peer(process: number): Promise<string | undefined>;
   shutdown(timeoutMs: number): Promise<void>;
 }
 
@@ -67,6 +69,7 @@ export function brokerApi(store: SessionStore, owners: OwnerRegistry, serveOn: (
     },
     sweep: () => store.sweep(),
     stats: () => store.stats(),
+    peer: async (process) => store.peer?.(process),
     shutdown: (timeoutMs) => store.shutdown(timeoutMs),
   };
   return api;

@@ -179,6 +179,7 @@ const API_METHODS = [
   'ownerGone',
   'sweep',
   'stats',
+  'peer',
   'shutdown',
 ] as const satisfies readonly (keyof BrokerApi)[];
 

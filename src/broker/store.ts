@@ -44,14 +44,21 @@ export interface SessionStore {
    * process's index in ids, and how requests reach the others.
    */
   readonly routing?: RouteInfo;
+  /** The URL of another host's private route (stores spread over hosts, ADR 21). */
+  peer?(process: number): Promise<string | undefined>;
 }
 
 /** How a process reaches the owners of sessions it does not own (ADR 20). */
 export interface RouteInfo {
   /** This process's index (1..255), in the top 8 bits of its sessions' ids. */
   readonly process: number;
-  /** The directory of every process's private socket, `<process>.sock`. */
+  /** The directory of every process's private socket, `<process>.sock` ('' across hosts: see `listen`). */
   readonly routes: string;
+  /**
+   * Across hosts (ADR 21): where this host accepts forwarded requests (its
+   * advertised URL); the others' URLs come from the store (`peer`).
+   */
+  readonly listen?: { readonly host: string; readonly port: number; readonly url: string };
   /** What a forwarded request carries for its owner to accept it. */
   readonly secret: string;
 }

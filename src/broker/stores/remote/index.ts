@@ -11,7 +11,6 @@
  * sessions this process owns keep being served and expire here; the store
  * reconnects with backoff and re-registers what it owns.
  */
-import { createConnection, type Socket } from 'node:net';
 import { BrokerError } from '../../../shared/errors.js';
 import {
   B_CLOSED_TOTAL,
@@ -57,15 +56,13 @@ import {
 import { unresponsiveAfterMs } from '../../options.js';
 import {
   type AuthorityMessage,
-  encodeFrame,
-  FrameDecoder,
   MAX_FRAME_BYTES,
-  type Message,
-  PROTOCOL_VERSION,
   type ProcessMessage,
   type RegisteredSession,
 } from '../../remote/protocol.js';
 import type { RouteInfo, SessionCloser, SessionStore, StoreContext, StoreFactory } from '../../store.js';
+import type { AuthorityLink, Welcome } from './link.js';
+import { SocketLink } from './socket-link.js';
 
 /** What the remote store is configured with (`StoreContext.storeOptions`). */
 export interface RemoteStoreOptions {
@@ -84,8 +81,6 @@ const RETRY_MAX_MS = 1_000;
 const LOCAL_SWEEP_MS = 1_000;
 /** Admissions waiting for the authority's answer, beyond which new ones are refused (a bound, far above use). */
 const MAX_PENDING_ADMITS = 65_536;
-/** Bytes queued to an authority that does not read, beyond which the connection is dropped. */
-const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 /** How often sessions a veto marked busy are checked for their request's end, ms. */
 const BUSY_CHECK_MS = 50;
 /** How often activity is reported to the authority (sessions active since the last report), ms. */
@@ -102,21 +97,13 @@ interface PendingAdmit {
   readonly resolve: (decision: Decision) => void;
 }
 
-/** `HOST:PORT` (TCP) or a path (unix socket). */
-function parseAddress(address: string): { path: string } | { host: string; port: number } {
-  const tcp = /^(\[[^\]]+\]|[^/:[\]]+):(\d{1,5})$/.exec(address);
-  if (!tcp) return { path: address };
-  return { host: (tcp[1] as string).replace(/^\[|\]$/g, ''), port: Number(tcp[2]) };
-}
-
 export class RemoteStore implements SessionStore {
-  readonly #options: RemoteStoreOptions;
   readonly #context: StoreContext;
   readonly #closer: SessionCloser;
   #table!: SessionTable;
   #routing!: RouteInfo;
   #meta: Array<Meta | undefined> = [];
-  #socket: Socket | undefined;
+  readonly #link: AuthorityLink;
   #connected = false;
   #shuttingDown = false;
   #seq = 0;
@@ -136,18 +123,25 @@ export class RemoteStore implements SessionStore {
   #ticks = 0;
   #log: (line: string) => void = (line) => console.error(line);
 
-  static async connect(context: StoreContext): Promise<RemoteStore> {
-    const store = new RemoteStore(context);
-    await store.#start();
+  /** Connects to the authority through `link` (by default, the socket named in `storeOptions`). */
+  static async connect(context: StoreContext, link?: AuthorityLink, connectTimeoutMs?: number): Promise<RemoteStore> {
+    let chosen = link;
+    let timeoutMs = connectTimeoutMs;
+    if (!chosen) {
+      const options = context.storeOptions as RemoteStoreOptions | undefined;
+      if (!options || typeof options.address !== 'string' || options.address.length === 0) {
+        throw new TypeError('the remote store needs storeOptions.address (the authority socket or HOST:PORT)');
+      }
+      chosen = new SocketLink(options.address, options.secret);
+      timeoutMs ??= options.connectTimeoutMs;
+    }
+    const store = new RemoteStore(context, chosen);
+    await store.#start(timeoutMs ?? 5_000);
     return store;
   }
 
-  private constructor(context: StoreContext) {
-    const options = context.storeOptions as RemoteStoreOptions | undefined;
-    if (!options || typeof options.address !== 'string' || options.address.length === 0) {
-      throw new TypeError('the remote store needs storeOptions.address (the authority socket or HOST:PORT)');
-    }
-    this.#options = options;
+  private constructor(context: StoreContext, link: AuthorityLink) {
+    this.#link = link;
     this.#context = context;
     this.#closer = context.closer;
     // While connected the authority sweeps on its own timer.
@@ -165,6 +159,11 @@ export class RemoteStore implements SessionStore {
     return this.#routing;
   }
 
+  /** The URL of another host's private route, where the link knows it (Redis). */
+  async peer(process: number): Promise<string | undefined> {
+    return this.#link.peer?.(process);
+  }
+
   /** The process's own table (tests). */
   get table(): SessionTable {
     return this.#table;
@@ -177,8 +176,7 @@ export class RemoteStore implements SessionStore {
 
   // ---- connection ---------------------------------------------------------------
 
-  async #start(): Promise<void> {
-    const timeoutMs = this.#options.connectTimeoutMs ?? 5_000;
+  async #start(timeoutMs: number): Promise<void> {
     try {
       const welcome = await this.#open(undefined, timeoutMs);
       const table = SessionTable.create({
@@ -199,90 +197,40 @@ export class RemoteStore implements SessionStore {
       this.#reported = new Float64Array(welcome.capacity);
       this.#reportTimer = setInterval(() => this.#report(), BUSY_CHECK_MS);
       this.#reportTimer.unref();
-      this.#routing = { process: welcome.process, routes: welcome.routes, secret: welcome.routeSecret };
+      this.#routing = {
+        process: welcome.process,
+        routes: welcome.routes,
+        secret: welcome.routeSecret,
+        ...(this.#link.listen ? { listen: this.#link.listen } : {}),
+      };
     } catch (cause) {
       clearInterval(this.#sweepTimer);
       clearInterval(this.#reportTimer);
+      await this.#link.close().catch(() => undefined);
       const why = cause instanceof Error ? cause.message : String(cause);
-      throw new BrokerError(
-        'ERR_BROKER_START',
-        `cannot reach the session authority at ${this.#options.address}: ${why}`,
-        {
-          cause,
-        },
-      );
+      throw new BrokerError('ERR_BROKER_START', `cannot reach ${this.#link.label}: ${why}`, {
+        cause,
+      });
     }
   }
 
-  /** Connects, says hello, and resolves with the welcome; the connection then serves this store. */
-  #open(want: number | undefined, timeoutMs: number): Promise<Extract<AuthorityMessage, { type: 'welcome' }>> {
-    return new Promise((resolve, reject) => {
-      const target = parseAddress(this.#options.address);
-      const socket = 'path' in target ? createConnection(target.path) : createConnection(target.port, target.host);
-      const decoder = new FrameDecoder();
-      let welcomed = false;
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      timer.unref();
-      socket.setNoDelay(true);
-      socket.once('connect', () => {
-        const hello: ProcessMessage = {
-          type: 'hello',
-          version: PROTOCOL_VERSION,
-          pid: process.pid,
-          ...(this.#options.secret === undefined ? {} : { secret: this.#options.secret }),
-          ...(want === undefined ? {} : { want }),
-        };
-        socket.write(encodeFrame(hello));
-      });
-      socket.on('data', (chunk: Buffer) => {
-        let messages: Message[];
-        try {
-          messages = decoder.push(chunk);
-        } catch (error) {
-          this.#log(`[mcp-session-broker] the authority sent a bad frame: ${(error as Error).message}`);
-          socket.destroy();
-          return;
-        }
-        for (const message of messages) {
-          if (!welcomed) {
-            if (message.type !== 'welcome') {
-              socket.destroy();
-              return;
-            }
-            welcomed = true;
-            clearTimeout(timer);
-            this.#socket = socket;
-            this.#connected = true;
-            this.#retryMs = RETRY_MIN_MS;
-            resolve(message);
-            continue;
-          }
-          this.#receive(message);
-        }
-      });
-      socket.on('error', (error) => {
-        if (!welcomed) {
-          clearTimeout(timer);
-          reject(error);
-        }
-      });
-      socket.on('close', () => {
-        clearTimeout(timer);
-        if (!welcomed) {
-          reject(new Error('the authority closed the connection (a wrong secret, or no process index free)'));
-          return;
-        }
-        if (this.#socket === socket) this.#lost();
-      });
+  /** Connects through the link and says hello; messages after the welcome come to `#receive`. */
+  #open(want: number | undefined, timeoutMs: number): Promise<Welcome> {
+    return this.#link.open(want, timeoutMs, {
+      receive: (message) => this.#receive(message),
+      lost: () => this.#lost(),
+      welcomed: () => {
+        this.#connected = true;
+        this.#retryMs = RETRY_MIN_MS;
+      },
+      owned: () => this.#owned(),
+      log: (line) => this.#log(line),
     });
   }
 
   /** The authority is gone: fail closed, end every wait, and try again with backoff. */
   #lost(): void {
-    this.#socket = undefined;
+    if (!this.#connected) return;
     this.#connected = false;
     for (const [seq, pending] of this.#admits) {
       this.#admits.delete(seq);
@@ -293,7 +241,7 @@ export class RemoteStore implements SessionStore {
       wait(undefined);
     }
     if (this.#shuttingDown) return;
-    this.#log('[mcp-session-broker] lost the session authority: new sessions are refused until it is back');
+    this.#log(`[mcp-session-broker] lost ${this.#link.label}: new sessions are refused until it is back`);
     this.#scheduleReconnect();
   }
 
@@ -306,7 +254,7 @@ export class RemoteStore implements SessionStore {
 
   async #reconnect(): Promise<void> {
     if (this.#shuttingDown || this.#connected) return;
-    let welcome: Extract<AuthorityMessage, { type: 'welcome' }>;
+    let welcome: Welcome;
     try {
       welcome = await this.#open(this.#routing.process, 5_000);
     } catch {
@@ -318,19 +266,17 @@ export class RemoteStore implements SessionStore {
       this.#log(
         `[mcp-session-broker] the session authority gave process index ${welcome.process} (was ${this.#routing.process}) and capacity ${welcome.capacity} (was ${this.#table.capacity}): this process cannot go on under it; restart it`,
       );
-      this.#socket?.destroy();
+      this.#link.end();
       this.#shuttingDown = true;
       return;
     }
     this.#routing = { ...this.#routing, routes: welcome.routes, secret: welcome.routeSecret };
-    this.#log('[mcp-session-broker] reconnected to the session authority: re-registering sessions');
+    this.#log(`[mcp-session-broker] reconnected to ${this.#link.label}: re-registering sessions`);
     this.#register();
   }
 
   /** Tells a (restarted) authority every live session this process owns, in frames under the size bound. */
   #register(): void {
-    const { words, times } = this.#table.views;
-    const now = this.#table.now();
     let batch: RegisteredSession[] = [];
     let bytes = 0;
     const flush = () => {
@@ -338,13 +284,27 @@ export class RemoteStore implements SessionStore {
       batch = [];
       bytes = 0;
     };
+    for (const session of this.#owned()) {
+      const size = JSON.stringify(session).length + 1;
+      if (batch.length >= 256 || bytes + size > MAX_FRAME_BYTES - 1024) flush();
+      batch.push(session);
+      bytes += size;
+    }
+    flush();
+  }
+
+  /** Every live session this process owns, as a (restarted) authority is told. O(capacity). */
+  #owned(): RegisteredSession[] {
+    const { words, times } = this.#table.views;
+    const now = this.#table.now();
+    const sessions: RegisteredSession[] = [];
     for (let slot = 0; slot < this.#table.capacity; slot++) {
       const base = slot * SLOT_I32;
       if (wordState(Atomics.load(words, base + S_STATE)) !== ST_LIVE) continue;
       const meta = this.#meta[slot];
       if (!meta) continue;
       const tbase = slot * SLOT_I64;
-      const session: RegisteredSession = {
+      sessions.push({
         slot,
         gen: Atomics.load(words, base + S_GEN) >>> 0,
         rand: [
@@ -357,27 +317,16 @@ export class RemoteStore implements SessionStore {
         createdAgoMs: Math.max(0, now - Number(Atomics.load(times, tbase + T_CREATED))),
         seenAgoMs: Math.max(0, now - Number(Atomics.load(times, tbase + T_LAST_SEEN))),
         ...(meta.binding ? { binding: meta.binding } : {}),
-      };
-      const size = JSON.stringify(session).length + 1;
-      if (batch.length >= 256 || bytes + size > MAX_FRAME_BYTES - 1024) flush();
-      batch.push(session);
-      bytes += size;
+      });
     }
-    flush();
+    return sessions;
   }
 
   #send(message: ProcessMessage): void {
-    const socket = this.#socket;
-    if (!socket || socket.destroyed) return;
-    if (socket.writableLength > MAX_QUEUED_BYTES) {
-      this.#log('[mcp-session-broker] the session authority does not read: dropping the connection');
-      socket.destroy();
-      return;
-    }
-    socket.write(encodeFrame(message));
+    if (this.#connected) this.#link.send(message);
   }
 
-  #receive(message: Message): void {
+  #receive(message: AuthorityMessage): void {
     switch (message.type) {
       case 'admitted':
         this.#admitted(message);
@@ -400,7 +349,7 @@ export class RemoteStore implements SessionStore {
       }
       default:
         this.#log(`[mcp-session-broker] the session authority sent ${message.type}: dropping the connection`);
-        this.#socket?.destroy();
+        this.#link.end();
     }
   }
 
@@ -772,8 +721,9 @@ export class RemoteStore implements SessionStore {
         this.#closedWaiters.add(done);
       });
     }
-    // The closes reach the authority before the connection ends (they were written first).
-    this.#socket?.end();
+    // The closes reach the authority before the connection ends (they were sent first).
+    await this.#link.close();
+    this.#lost();
   }
 }
 

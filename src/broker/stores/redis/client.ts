@@ -1,0 +1,236 @@
+/**
+ * The Redis connection the store needs, over either client library: `redis`
+ * (node-redis, the default) or `ioredis`. Both are optional peer
+ * dependencies, loaded only when the Redis store is used. Commands fail at
+ * once while the connection is down (no offline queue: the store fails
+ * closed); the library reconnects by itself, and resubscribes.
+ *
+ * Credentials in a URL never leave this module: `redactUrl` is what logs and
+ * errors show, and error messages are scrubbed of the password.
+ */
+import { BrokerError } from '../../../shared/errors.js';
+
+export type RedisClientName = 'redis' | 'ioredis';
+
+export interface RedisConnection {
+  /** Sends one command; rejects at once while disconnected. */
+  call(args: readonly string[]): Promise<unknown>;
+  /** Subscribes to a shard channel (`SSUBSCRIBE`) on the subscriber connection. */
+  subscribe(channel: string, listener: (message: string) => void): Promise<void>;
+  unsubscribe(channel: string): Promise<void>;
+  /** Whether commands can be sent now. */
+  readonly ready: boolean;
+  /** Called on every loss (and every ready) of the command connection. */
+  onStatus(listener: (ready: boolean) => void): void;
+  close(): Promise<void>;
+}
+
+/** The URL without its password (and user name): what logs, errors and metrics may show. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.username || parsed.password) {
+      parsed.username = parsed.username ? '***' : '';
+      parsed.password = parsed.password ? '***' : '';
+    }
+    return parsed.toString();
+  } catch {
+    return '<an invalid Redis URL>';
+  }
+}
+
+/** A message with the URL's secrets taken out. */
+export function scrub(message: string, url: string): string {
+  let out = message;
+  try {
+    const parsed = new URL(url);
+    for (const secret of [parsed.password, decodeURIComponent(parsed.password)]) {
+      if (secret.length > 0) out = out.split(secret).join('***');
+    }
+    out = out.split(url).join(redactUrl(url));
+  } catch {
+    // Not a URL: nothing in it to find.
+  }
+  return out;
+}
+
+/** Checks the URL's form: `redis://` or `rediss://` (TLS), host, optional port and database. */
+export function checkRedisUrl(url: unknown): string {
+  if (typeof url !== 'string' || url.length === 0) throw new TypeError('the Redis URL must be a non-empty string');
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new TypeError('the Redis URL is not a URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS)');
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new TypeError(`the Redis URL must start with redis:// or rediss:// (got ${parsed.protocol}//)`);
+  }
+  if (!/^\/?\d*$/.test(parsed.pathname)) throw new TypeError('the Redis URL path must be a database number, e.g. /0');
+  return url;
+}
+
+async function load(name: RedisClientName): Promise<Record<string, unknown>> {
+  try {
+    return (await import(name)) as Record<string, unknown>;
+  } catch (cause) {
+    throw new BrokerError(
+      'ERR_BROKER_START',
+      `the Redis store needs the \`${name}\` package, an optional peer dependency: npm install ${name}`,
+      { cause },
+    );
+  }
+}
+
+const backoff = (attempt: number) => Math.min(1_000, 50 * 2 ** Math.min(attempt, 10));
+
+/** Opens a command connection and a subscriber connection; rejects (scrubbed) if Redis cannot be reached within `timeoutMs`. */
+export async function connectRedis(url: string, client: RedisClientName, timeoutMs: number): Promise<RedisConnection> {
+  return client === 'ioredis' ? connectIoredis(url, timeoutMs) : connectNodeRedis(url, timeoutMs);
+}
+
+interface NodeRedisClient {
+  isReady: boolean;
+  connect(): Promise<unknown>;
+  duplicate(): NodeRedisClient;
+  sendCommand(args: readonly string[]): Promise<unknown>;
+  sSubscribe(channel: string, listener: (message: string) => void): Promise<void>;
+  sUnsubscribe(channel: string): Promise<void>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  destroy(): void;
+  close?(): Promise<void>;
+  quit?(): Promise<unknown>;
+}
+
+async function connectNodeRedis(url: string, timeoutMs: number): Promise<RedisConnection> {
+  const lib = await load('redis');
+  const createClient = lib.createClient as (options: unknown) => NodeRedisClient;
+  let connected = false;
+  const options = {
+    url,
+    disableOfflineQueue: true,
+    socket: {
+      connectTimeout: timeoutMs,
+      // Before the first connection: give up (a one-line error at start); after it: retry forever.
+      reconnectStrategy: (retries: number, cause: Error) => (connected ? backoff(retries) : cause),
+    },
+  };
+  const commands = createClient(options);
+  const subscriber = createClient(options);
+  const listeners: Array<(ready: boolean) => void> = [];
+  // Errors are the reconnect's business (and status changes are reported): never an unhandled 'error'.
+  commands.on('error', () => undefined);
+  subscriber.on('error', () => undefined);
+  commands.on('ready', () => {
+    for (const l of listeners) l(true);
+  });
+  const down = () => {
+    for (const l of listeners) l(false);
+  };
+  commands.on('reconnecting', down);
+  commands.on('end', down);
+  try {
+    await withTimeout(Promise.all([commands.connect(), subscriber.connect()]), timeoutMs);
+  } catch (error) {
+    commands.destroy();
+    subscriber.destroy();
+    throw new Error(scrub((error as Error).message || String(error), url));
+  }
+  connected = true;
+  return {
+    call: (args) => commands.sendCommand(args),
+    subscribe: (channel, listener) => subscriber.sSubscribe(channel, listener),
+    unsubscribe: (channel) => subscriber.sUnsubscribe(channel),
+    get ready() {
+      return commands.isReady;
+    },
+    onStatus: (listener) => {
+      listeners.push(listener);
+    },
+    close: async () => {
+      commands.destroy();
+      subscriber.destroy();
+    },
+  };
+}
+
+interface IoredisClient {
+  status: string;
+  connect(): Promise<unknown>;
+  call(command: string, ...args: string[]): Promise<unknown>;
+  ssubscribe(channel: string): Promise<unknown>;
+  sunsubscribe(channel: string): Promise<unknown>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  disconnect(): void;
+}
+
+async function connectIoredis(url: string, timeoutMs: number): Promise<RedisConnection> {
+  const lib = await load('ioredis');
+  const Redis = (lib.Redis ?? lib.default) as new (url: string, options: unknown) => IoredisClient;
+  let connected = false;
+  const options = {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: (times: number) => (connected ? backoff(times) : null),
+  };
+  const commands = new Redis(url, options);
+  const subscriber = new Redis(url, options);
+  const listeners: Array<(ready: boolean) => void> = [];
+  const handlers = new Map<string, (message: string) => void>();
+  commands.on('error', () => undefined);
+  subscriber.on('error', () => undefined);
+  commands.on('ready', () => {
+    for (const l of listeners) l(true);
+  });
+  commands.on('close', () => {
+    for (const l of listeners) l(false);
+  });
+  subscriber.on('smessage', (channel, message) => handlers.get(String(channel))?.(String(message)));
+  try {
+    await withTimeout(Promise.all([commands.connect(), subscriber.connect()]), timeoutMs);
+  } catch (error) {
+    commands.disconnect();
+    subscriber.disconnect();
+    throw new Error(scrub((error as Error).message || String(error), url));
+  }
+  connected = true;
+  return {
+    call: ([command, ...args]) => commands.call(command as string, ...args),
+    subscribe: async (channel, listener) => {
+      handlers.set(channel, listener);
+      await subscriber.ssubscribe(channel);
+    },
+    unsubscribe: async (channel) => {
+      handlers.delete(channel);
+      await subscriber.sunsubscribe(channel);
+    },
+    get ready() {
+      return commands.status === 'ready';
+    },
+    onStatus: (listener) => {
+      listeners.push(listener);
+    },
+    close: async () => {
+      commands.disconnect();
+      subscriber.disconnect();
+    },
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
