@@ -18,6 +18,11 @@ export const REDIS_MISSING =
     ? undefined
     : 'no redis-server here: install it (apt-get install -y redis-server) or set MCP_SESSION_BROKER_TEST_REDIS=redis://HOST:PORT, then run the tests again';
 if (REDIS_MISSING) console.warn(`[redis tests skipped] ${REDIS_MISSING}`);
+else if (!REDIS_BINARY) {
+  console.warn(
+    '[redis fault tests skipped] they stop and restart servers of their own: install redis-server to run them',
+  );
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -94,7 +99,7 @@ export class RedisServer {
   /** Kills it (SIGKILL: nothing saved, connections dropped). */
   async stop(): Promise<void> {
     const child = this.#child;
-    if (!child || child.exitCode !== null) return;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
       child.kill('SIGKILL');

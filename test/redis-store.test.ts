@@ -44,3 +44,35 @@ describe.skipIf(REDIS_MISSING !== undefined)('redis store', () => {
     settle: () => new Promise((resolve) => setTimeout(resolve, 80)),
   });
 });
+
+describe.skipIf(REDIS_MISSING !== undefined)('redis store through ioredis', () => {
+  let own: RedisServer | undefined;
+  let ioUrl = SHARED_REDIS ?? '';
+  beforeAll(async () => {
+    if (!SHARED_REDIS && REDIS_BINARY) {
+      own = await RedisServer.start();
+      ioUrl = own.url;
+    }
+  });
+  afterAll(async () => {
+    await own?.dispose();
+  });
+
+  runStoreSuite({
+    name: 'redis via the ioredis adapter',
+    createStore: (context) =>
+      createRedisStore({
+        ...context,
+        storeOptions: {
+          url: ioUrl,
+          advertise: 'http://127.0.0.1:1',
+          namespace: uniqueNamespace('ioredis'),
+          client: 'ioredis',
+          livenessMs: 1e12,
+          sweepIntervalMs: 3_600_000,
+          reconcileMs: 3_600_000,
+        },
+      }),
+    settle: () => new Promise((resolve) => setTimeout(resolve, 80)),
+  });
+});

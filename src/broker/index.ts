@@ -29,7 +29,7 @@ export type { BrokerApi } from './api.js';
 export function openIndex(descriptor: IndexDescriptor, now?: () => number): SessionIndex {
   return new SessionTable(descriptor.buffer, now);
 }
-export { MEMORY_STORE_MODULE, REMOTE_STORE_MODULE } from './load-store.js';
+export { MEMORY_STORE_MODULE, REDIS_STORE_MODULE, REMOTE_STORE_MODULE } from './load-store.js';
 export {
   ADMISSION_DEFAULTS,
   type AdmissionOptions,
@@ -59,6 +59,8 @@ export type {
   StoreFactory,
 } from './store.js';
 export { createStore as createMemoryStore, MemoryStore, type MemoryStoreOptions } from './stores/memory/index.js';
+export { checkRedisUrl, redactUrl } from './stores/redis/client.js';
+export { checkRedisOptions, parseAdvertise, type RedisStoreOptions } from './stores/redis/link.js';
 export type { RemoteStoreOptions } from './stores/remote/index.js';
 
 /** Every broker API call, as a promise (what a comlink proxy gives). */

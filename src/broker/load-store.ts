@@ -10,6 +10,8 @@ import type { SessionStore, StoreContext, StoreFactory } from './store.js';
 export const MEMORY_STORE_MODULE = new URL('./stores/memory/index.js', import.meta.url).href;
 /** The store of a process under a host's admission authority (ADR 20). */
 export const REMOTE_STORE_MODULE = new URL('./stores/remote/index.js', import.meta.url).href;
+/** The store of a host sharing a Redis with other hosts (ADR 21). */
+export const REDIS_STORE_MODULE = new URL('./stores/redis/index.js', import.meta.url).href;
 
 export async function loadStore(module: string, context: StoreContext): Promise<SessionStore> {
   let factory: unknown;

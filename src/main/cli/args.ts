@@ -69,6 +69,14 @@ Many processes, one limit (the limits above are then held by the authority):
                            socket path, or HOST:PORT; no limit flags then (they are the authority's)
   --authority-secret S     the authority's secret (TCP); or MCP_SESSION_BROKER_SECRET
 
+Many hosts, one limit (every host sharing the Redis must be given the same limit flags):
+  --store URL              redis://[user:password@]HOST[:PORT][/DB] or rediss:// (TLS); or
+                           MCP_SESSION_BROKER_STORE (keeps credentials out of the process list)
+  --advertise URL          this host's private route, http://HOST:PORT, as the other hosts reach it;
+                           requests for its sessions are forwarded there (with the namespace's secret)
+  --namespace NAME         several services can share one Redis, each in its own namespace (default: default)
+  --redis-client NAME      redis (node-redis, default) or ioredis; the package must be installed
+
 broker: one session authority for several processes (PM2 cluster mode, several services):
   --socket PATH            listen on this unix socket (created 0600: only this user's processes)
   --tcp HOST:PORT          listen on TCP instead (loopback by default; needs --secret)
@@ -129,6 +137,10 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       workers: { type: 'string' },
       authority: { type: 'string' },
       'authority-secret': { type: 'string' },
+      store: { type: 'string' },
+      advertise: { type: 'string' },
+      namespace: { type: 'string' },
+      'redis-client': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
     },
@@ -148,6 +160,26 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
     if (secret !== undefined) options.authoritySecret = secret;
   } else if (values['authority-secret'] !== undefined) {
     throw new UsageError('--authority-secret needs --authority');
+  }
+  const storeUrl = values.store ?? process.env.MCP_SESSION_BROKER_STORE;
+  if (storeUrl !== undefined) {
+    if (underAuthority) throw new UsageError('--store and --authority are mutually exclusive');
+    if (values.workers !== undefined) throw new UsageError('--store and --workers are mutually exclusive');
+    if (values.advertise === undefined) throw new UsageError('--store needs --advertise http://HOST:PORT');
+    const client = values['redis-client'];
+    if (client !== undefined && client !== 'redis' && client !== 'ioredis') {
+      throw new UsageError('--redis-client must be redis or ioredis');
+    }
+    options.redis = {
+      url: storeUrl,
+      advertise: values.advertise,
+      ...(values.namespace === undefined ? {} : { namespace: values.namespace }),
+      ...(client === undefined ? {} : { client }),
+    };
+  } else {
+    for (const flag of ['advertise', 'namespace', 'redis-client'] as const) {
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} needs --store`);
+    }
   }
   const workers = nonNegative('workers', values.workers);
   if (workers !== undefined) {
@@ -325,6 +357,10 @@ const FLAG_OF_OPTION: Record<string, string> = {
   trustProxy: '--trust-proxy',
   authority: '--authority',
   authoritySecret: '--authority-secret',
+  redis: '--store',
+  'redis.url': '--store',
+  'redis.advertise': '--advertise',
+  'redis.namespace': '--namespace',
   socket: '--socket',
   secret: '--secret',
   rebuildGraceMs: '--rebuild-grace',

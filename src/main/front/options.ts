@@ -8,10 +8,13 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DEFAULT_MAX_REQUEST_BODY_SIZE } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import {
   type AdmissionOptions,
+  checkRedisOptions,
   duration,
   MEMORY_STORE_MODULE,
   positiveInteger,
+  REDIS_STORE_MODULE,
   REMOTE_STORE_MODULE,
+  type RedisStoreOptions,
   type RemoteStoreOptions,
   type ResolvedAdmissionOptions,
   resolveAdmissionOptions,
@@ -54,6 +57,14 @@ export interface SessionBrokerOptions extends Omit<AdmissionOptions, 'maxSession
   authority?: string;
   /** The authority's shared secret (required when it listens on TCP). */
   authoritySecret?: string;
+  /**
+   * Many hosts, one limit (ADR 21): the Redis every host of the service
+   * shares, and this host's private route. The admission options stay here,
+   * and every host of a namespace must be given the same ones (a host whose
+   * limits differ from what the namespace enforces refuses to start).
+   * Needs the `redis` package (or `ioredis`, with `client: 'ioredis'`).
+   */
+  redis?: RedisStoreOptions;
   /**
    * The server module (path or file URL) whose default export builds one
    * `McpServer` per session; it runs in the handler threads. Relative paths
@@ -184,8 +195,8 @@ export interface ResolvedSessionBrokerOptions {
   readonly module: string | undefined;
   /** The store module's URL. */
   readonly store: string;
-  /** What the store is configured with (the authority's address, with `authority`). */
-  readonly storeOptions: RemoteStoreOptions | undefined;
+  /** What the store is configured with (the authority's address with `authority`, Redis with `redis`). */
+  readonly storeOptions: RemoteStoreOptions | RedisStoreOptions | undefined;
   readonly factory: ServerFactory | undefined;
   readonly threads: number;
   readonly stallTimeoutMs: number;
@@ -234,6 +245,15 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
     }
     if (options.store !== undefined) throw new TypeError('options.store and options.authority are mutually exclusive');
   }
+  if (options.redis !== undefined) {
+    if (typeof options.redis !== 'object' || options.redis === null) {
+      throw new TypeError('options.redis must be an object { url, advertise, namespace?, client? }');
+    }
+    checkRedisOptions(options.redis);
+    if (options.authority !== undefined)
+      throw new TypeError('options.redis and options.authority are mutually exclusive');
+    if (options.store !== undefined) throw new TypeError('options.redis and options.store are mutually exclusive');
+  }
   if (options.authoritySecret !== undefined && typeof options.authoritySecret !== 'string') {
     throw new TypeError('options.authoritySecret must be a string');
   }
@@ -266,14 +286,20 @@ export function resolveSessionBrokerOptions(options: SessionBrokerOptions): Reso
   }
   const module = moduleUrl('module', options.module);
   const store =
-    options.authority !== undefined ? REMOTE_STORE_MODULE : (moduleUrl('store', options.store) ?? MEMORY_STORE_MODULE);
-  const storeOptions: RemoteStoreOptions | undefined =
-    options.authority === undefined
-      ? undefined
-      : {
+    options.authority !== undefined
+      ? REMOTE_STORE_MODULE
+      : options.redis !== undefined
+        ? REDIS_STORE_MODULE
+        : (moduleUrl('store', options.store) ?? MEMORY_STORE_MODULE);
+  const storeOptions: RemoteStoreOptions | RedisStoreOptions | undefined =
+    options.authority !== undefined
+      ? {
           address: options.authority,
           ...(options.authoritySecret === undefined ? {} : { secret: options.authoritySecret }),
-        };
+        }
+      : options.redis !== undefined
+        ? { ...options.redis }
+        : undefined;
   const bool = (name: string, value: unknown, fallback: boolean): boolean => {
     if (value === undefined) return fallback;
     if (typeof value !== 'boolean') throw new TypeError(`options.${name} must be a boolean`);
@@ -583,8 +609,8 @@ function resolveListeners(options: ServeOptions, maxConnectionsPerAddress: numbe
           ? 'clientKey (a function cannot cross threads)'
           : maxConnectionsPerAddress !== undefined
             ? 'maxConnectionsPerAddress (it needs one listener that sees every connection)'
-            : options.authority !== undefined
-              ? "authority (requests for other processes' sessions are routed from the main thread)"
+            : options.authority !== undefined || options.redis !== undefined
+              ? "authority or redis (requests for other processes' sessions are routed from the main thread)"
               : !reusePortAvailable()
                 ? `Node ${process.versions.node} on ${process.platform} (reusePort needs Node >= 22.12 on Linux)`
                 : undefined;

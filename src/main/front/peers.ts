@@ -34,6 +34,8 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'up
 
 export class PeerRouter {
   readonly #route: RouteInfo;
+  /** Across hosts (ADR 21): another host's private route URL, from the store's directory. */
+  readonly #resolve: ((process: number) => Promise<string | undefined>) | undefined;
   /**
    * Keeps connections to the other processes open between requests. No
    * queue: every forwarded request has its own connection while it runs, so
@@ -51,8 +53,9 @@ export class PeerRouter {
   /** Requests passed to another process, for metrics. */
   forwarded = 0;
 
-  constructor(route: RouteInfo) {
+  constructor(route: RouteInfo, resolve?: (process: number) => Promise<string | undefined>) {
     this.#route = route;
+    this.#resolve = resolve;
   }
 
   get process(): number {
@@ -72,9 +75,29 @@ export class PeerRouter {
     return process === 0 || process === this.#route.process ? undefined : process;
   }
 
-  /** Passes the request to its owner process and streams the answer back; 404 when the owner is gone. */
+  /** Passes the request to its owner process (or host) and streams the answer back; 404 when the owner is gone. */
   forward(req: IncomingMessage, res: ServerResponse, process: number, parsedBody: unknown): void {
     this.forwarded++;
+    if (this.#route.routes !== '' || !this.#resolve) {
+      this.#pass(req, res, { socketPath: join(this.#route.routes, `${process}.sock`) }, parsedBody);
+      return;
+    }
+    this.#resolve(process).then(
+      (base) => {
+        if (res.closed) return;
+        if (base === undefined) send(res, Answers.sessionNotFound(null));
+        else this.#pass(req, res, { base }, parsedBody);
+      },
+      () => send(res, Answers.internal('the session owner could not be looked up')),
+    );
+  }
+
+  #pass(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: { readonly socketPath: string } | { readonly base: string },
+    parsedBody: unknown,
+  ): void {
     // The front's, the pipe's and ours: more than the default 10 'close' listeners, all ending with the response.
     res.setMaxListeners(32);
     const headers: Record<string, string | string[]> = {};
@@ -87,13 +110,14 @@ export class PeerRouter {
       headers['content-length'] = String(body.length);
     }
     headers[ROUTE_HEADER] = this.#route.secret;
-    const out = request({
-      socketPath: join(this.#route.routes, `${process}.sock`),
-      method: req.method,
-      path: req.url,
-      headers,
-      agent: this.#agent,
-    });
+    const where =
+      'socketPath' in target
+        ? { socketPath: target.socketPath }
+        : (() => {
+            const url = new URL(target.base);
+            return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) };
+          })();
+    const out = request({ ...where, method: req.method, path: req.url, headers, agent: this.#agent });
     out.on('response', (answer) => {
       if (res.closed) {
         answer.destroy();
@@ -116,7 +140,8 @@ export class PeerRouter {
         return;
       }
       // No process listens there: the owner is gone, and its sessions with it.
-      if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') send(res, Answers.sessionNotFound(null));
+      if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED' || error.code === 'EHOSTUNREACH')
+        send(res, Answers.sessionNotFound(null));
       else {
         this.#log.report('forwarding to another process failed', error);
         send(res, Answers.internal('the session owner could not be reached'));
@@ -140,11 +165,11 @@ export class PeerRouter {
   }
 
   /**
-   * Listens on this process's private socket; `handle` gets every request
-   * that carries the route secret (others get 403).
+   * Listens on this process's private socket (across hosts: on its
+   * advertised address); `handle` gets every request that carries the route
+   * secret (others get 403).
    */
   async listen(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<PrivateListener> {
-    const path = join(this.#route.routes, `${this.#route.process}.sock`);
     const server = createServer((req, res) => {
       if (!this.accepts(req)) {
         send(res, Answers.forbidden('not a forwarded request'));
@@ -154,6 +179,18 @@ export class PeerRouter {
       handle(req, res);
     });
     server.keepAliveTimeout = IDLE_SERVER_MS;
+    const tcp = this.#route.listen;
+    if (tcp) {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(tcp.port, tcp.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      return new PrivateListener(server, undefined);
+    }
+    const path = join(this.#route.routes, `${this.#route.process}.sock`);
     await removeStaleSocket(path);
     await listenOwnerOnly(server, path);
     return new PrivateListener(server, path);
@@ -166,9 +203,9 @@ export class PeerRouter {
 
 export class PrivateListener {
   readonly #server: Server;
-  readonly #path: string;
+  readonly #path: string | undefined;
 
-  constructor(server: Server, path: string) {
+  constructor(server: Server, path: string | undefined) {
     this.#server = server;
     this.#path = path;
   }
@@ -177,7 +214,7 @@ export class PrivateListener {
   close(): void {
     this.#server.close();
     this.#server.closeIdleConnections();
-    if (existsSync(this.#path)) unlinkSync(this.#path);
+    if (this.#path && existsSync(this.#path)) unlinkSync(this.#path);
   }
 
   /** Ends every forwarded request still open. */

@@ -249,7 +249,7 @@ export class SessionBroker extends EventEmitter<SessionBrokerEvents> {
     this.#resumeBudget = budget;
     this.#broker = broker;
     this.#dispatcher = dispatcher;
-    this.#peers = broker.routing ? new PeerRouter(broker.routing) : undefined;
+    this.#peers = broker.routing ? new PeerRouter(broker.routing, (process) => broker.api.peer(process)) : undefined;
     this.#front = new Front({
       peers: this.#peers,
       opts,

@@ -168,7 +168,8 @@ export class RedisLink implements AuthorityLink {
       default:
         throw new Error('255 hosts are registered in this namespace: no host index is free');
     }
-    const { t: _t, ...fields } = result;
+    const { t: _t, hosts, ...fields } = result;
+    this.#learn(hosts as string[]);
     const welcome = parseMessage({ ...fields, type: 'welcome' }) as Welcome;
     this.#host = welcome.process;
     const channel = `${this.#prefix}h:${this.#host}`;
@@ -216,12 +217,16 @@ export class RedisLink implements AuthorityLink {
         this.#down();
         return;
       }
-      const hosts = result.hosts as string[];
-      this.#directory.clear();
-      for (let i = 0; i + 1 < hosts.length; i += 2) this.#directory.set(Number(hosts[i]), String(hosts[i + 1]));
+      this.#learn(result.hosts as string[]);
     } catch {
       // The connection's status says when Redis is gone.
     }
+  }
+
+  /** Every host's URL, as Redis has them now (a flat HGETALL). */
+  #learn(hosts: readonly string[]): void {
+    this.#directory.clear();
+    for (let i = 0; i + 1 < hosts.length; i += 2) this.#directory.set(Number(hosts[i]), String(hosts[i + 1]));
   }
 
   #reconcile(): void {

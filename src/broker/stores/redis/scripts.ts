@@ -428,7 +428,7 @@ if not index then return done({ t = 'full' }) end
 redis.call('ZADD', K_ALIVE, now + a.ttl, index)
 redis.call('HSET', K_HOSTS, index, a.url)
 return done({ t = 'welcome', process = index, capacity = cfg.max, idleTimeoutMs = cfg.idle, maxLifetimeMs = cfg.life,
-  busyTimeoutMs = cfg.busy, routes = '', routeSecret = redis.call('HGET', K_CFG, 'secret') })
+  busyTimeoutMs = cfg.busy, routes = '', routeSecret = redis.call('HGET', K_CFG, 'secret'), hosts = redis.call('HGETALL', K_HOSTS) })
 `,
   /** A host is alive: its liveness moves on; answers every host's URL. 'gone' when Redis forgot it. */
   heartbeat: `

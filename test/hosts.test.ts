@@ -1,0 +1,280 @@
+/**
+ * Many hosts, one limit (ADR 21): server processes started as users start
+ * them (`serve --store redis://... --advertise http://...`), each on its own
+ * ports, sharing one real redis-server. One cap and one creation rate over
+ * all of them, eviction across hosts, requests routed to the owner host, and
+ * the faults: Redis unreachable at start, Redis lost while serving (and back
+ * empty), a host that dies.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { callFresh, initializeFresh, ownerPid } from './cluster-helpers.js';
+import { CLI, FIXTURE, firstLine, until } from './helpers.js';
+import { freePort, REDIS_BINARY, REDIS_MISSING, RedisServer, uniqueNamespace } from './redis-helpers.js';
+
+const children: ChildProcess[] = [];
+const servers: RedisServer[] = [];
+
+afterEach(async () => {
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+});
+
+afterAll(async () => {
+  for (const server of servers.splice(0)) await server.dispose();
+});
+
+type Host = ChildProcess & { url: string; stderrText: () => string };
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess & { stderrText: () => string } {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  children.push(child);
+  let err = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    err += chunk.toString();
+  });
+  return Object.assign(child, { stderrText: () => err });
+}
+
+function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+async function startHost(redis: string, namespace: string, limits: string[]): Promise<Host> {
+  const advertise = `http://127.0.0.1:${await freePort()}`;
+  const child = run([
+    'serve',
+    FIXTURE.pathname,
+    '--store',
+    redis,
+    '--advertise',
+    advertise,
+    '--namespace',
+    namespace,
+    '--port',
+    '0',
+    '--threads',
+    '1',
+    '--quiet',
+    ...limits,
+  ]);
+  const url = await firstLine(child);
+  return Object.assign(child, { url });
+}
+
+async function startHosts(redis: string, count: number, limits: string[]): Promise<Host[]> {
+  const namespace = uniqueNamespace('hosts');
+  const hosts: Host[] = [];
+  for (let i = 0; i < count; i++) hosts.push(await startHost(redis, namespace, limits));
+  return hosts;
+}
+
+/** The namespace's occupied count, straight from Redis (live + closing). */
+async function occupiedIn(redis: { sendCommand(args: string[]): Promise<unknown> }, namespace: string) {
+  const values = (await redis.sendCommand(['HMGET', `{mcpsb:${namespace}}:meta`, 'live', 'closing'])) as (
+    | string
+    | null
+  )[];
+  return values.reduce((sum, v) => sum + Number(v ?? 0), 0);
+}
+
+async function status(url: string, id: string): Promise<number> {
+  return (await callFresh(url, id, 'echo', { text: 'x' })).status;
+}
+
+describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over Redis', () => {
+  let shared: RedisServer;
+  beforeAll(async () => {
+    shared = await RedisServer.start();
+    servers.push(shared);
+  });
+
+  it('holds one cap over three hosts under a concurrent flood, sampled in Redis, and routes every session to its owner', async () => {
+    const namespace = uniqueNamespace('flood');
+    const hosts: Host[] = [];
+    for (let i = 0; i < 3; i++)
+      hosts.push(await startHost(shared.url, namespace, ['--max-sessions', '6', '--evict', 'none']));
+    const { createClient } = await import('redis');
+    const probe = createClient({ url: shared.url });
+    await probe.connect();
+    let most = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, await occupiedIn(probe, namespace));
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    })();
+    const answers = await Promise.all(
+      Array.from({ length: 45 }, (_, i) => initializeFresh((hosts[i % 3] as Host).url)),
+    );
+    sampling = false;
+    await sampler;
+    const admitted = answers.filter((a) => a.status === 200);
+    expect(admitted).toHaveLength(6);
+    expect(answers.filter((a) => a.status === 503)).toHaveLength(39);
+    for (const refused of answers.filter((a) => a.status === 503)) {
+      expect(JSON.parse(refused.text)).toMatchObject({ error: { data: { reason: 'full' } } });
+    }
+    expect(most).toBeLessThanOrEqual(6);
+    expect(await occupiedIn(probe, namespace)).toBe(6);
+    await probe.close();
+
+    // Every session, named on every host, is served by its owner (the same process each time).
+    for (const { sessionId } of admitted) {
+      const owners = new Set<number | undefined>();
+      for (const host of hosts) owners.add(await ownerPid(host.url, sessionId as string));
+      expect(owners.size).toBe(1);
+      expect([...owners][0]).toBeGreaterThan(0);
+    }
+    // Made-up ids of a host that exists and of one that does not: 404 on every host.
+    const real = admitted[0]?.sessionId as string;
+    for (const host of hosts) {
+      expect(await status(host.url, `${real.slice(0, 2)}${'0'.repeat(real.length - 2)}`)).toBe(404);
+      expect(await status(host.url, `fe${real.slice(2)}`)).toBe(404);
+    }
+  });
+
+  it('limits the creation rate exactly across hosts', async () => {
+    const hosts = await startHosts(shared.url, 3, ['--max-sessions', '100', '--rate', '7/1m']);
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => initializeFresh((hosts[i % 3] as Host).url)),
+    );
+    expect(answers.filter((a) => a.status === 200)).toHaveLength(7);
+    const limited = answers.filter((a) => a.status === 429);
+    expect(limited).toHaveLength(23);
+    expect(Number(limited[0]?.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+  });
+
+  it('evicts the oldest session of all hosts, on whichever host it lives', async () => {
+    const [a, b, c] = (await startHosts(shared.url, 3, ['--max-sessions', '3'])) as [Host, Host, Host];
+    const onA = (await initializeFresh(a.url)).sessionId as string;
+    const onB = (await initializeFresh(b.url)).sessionId as string;
+    const onC = (await initializeFresh(c.url)).sessionId as string;
+    // At the cap: a new one on C evicts the oldest, A's; then B's.
+    expect((await initializeFresh(c.url)).status).toBe(200);
+    const gone = await callFresh(b.url, onA, 'echo', { text: 'x' });
+    expect(gone.status).toBe(404);
+    expect(JSON.parse(gone.text)).toMatchObject({ error: { data: { reason: 'evicted' } } });
+    expect(await status(a.url, onB)).toBe(200);
+    expect(await status(a.url, onC)).toBe(200);
+    expect((await initializeFresh(a.url)).status).toBe(200);
+    expect(await status(c.url, onB)).toBe(404);
+    expect(await status(b.url, onC)).toBe(200);
+  });
+
+  it('cannot reach Redis at start: one line, exit 1, no credentials shown', async () => {
+    const port = await freePort();
+    const child = run([
+      'serve',
+      '--store',
+      `redis://someone:s3cret-pass@127.0.0.1:${port}/0`,
+      '--advertise',
+      `http://127.0.0.1:${await freePort()}`,
+      '--port',
+      '0',
+      '--threads',
+      '1',
+    ]);
+    expect(await exitOf(child)).toBe(1);
+    const err = child.stderrText().trim();
+    expect(err.split('\n')).toHaveLength(1);
+    expect(err).toContain('cannot reach Redis at redis://***:***@127.0.0.1');
+    expect(err).not.toContain('s3cret-pass');
+    expect(err).not.toContain('someone');
+  });
+
+  it('refuses to join a namespace that enforces other limits', async () => {
+    const namespace = uniqueNamespace('mismatch');
+    await startHost(shared.url, namespace, ['--max-sessions', '3']);
+    const child = run([
+      'serve',
+      '--store',
+      shared.url,
+      '--advertise',
+      `http://127.0.0.1:${await freePort()}`,
+      '--namespace',
+      namespace,
+      '--max-sessions',
+      '4',
+      '--port',
+      '0',
+      '--threads',
+      '1',
+    ]);
+    expect(await exitOf(child)).toBe(1);
+    expect(child.stderrText()).toContain('enforces other limits');
+  });
+
+  it('fails closed while Redis is gone, serves existing sessions, and re-registers them when it is back empty', async () => {
+    const redis = await RedisServer.start();
+    servers.push(redis);
+    const [a, b] = (await startHosts(redis.url, 2, ['--max-sessions', '3'])) as [Host, Host];
+    const ids = [
+      (await initializeFresh(a.url)).sessionId,
+      (await initializeFresh(b.url)).sessionId,
+      (await initializeFresh(a.url)).sessionId,
+    ] as string[];
+    await redis.stop();
+    for (const host of [a, b]) {
+      await until(async () => (await initializeFresh(host.url)).status === 503, 5000, 'the refusal');
+      const refused = await initializeFresh(host.url);
+      expect(refused.status).toBe(503);
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      expect(JSON.parse(refused.text)).toMatchObject({ error: { data: { reason: 'unavailable' } } });
+    }
+    // Sessions of this host keep working; those of the other need no Redis either (the id names the host,
+    // whose address this host learned while Redis was up).
+    expect(await status(a.url, ids[0] as string)).toBe(200);
+    expect(await status(b.url, ids[1] as string)).toBe(200);
+    expect(await status(b.url, ids[2] as string)).toBe(200);
+
+    // Back, empty: the hosts register their three sessions again; the cap holds, so each new one evicts one.
+    await redis.restart();
+    await until(async () => (await initializeFresh(a.url)).status === 200, 15_000, 'admissions again');
+    expect(a.stderrText()).toContain('re-registering sessions');
+    expect((await initializeFresh(b.url)).status).toBe(200);
+    const { createClient } = await import('redis');
+    const probe = createClient({ url: redis.url });
+    await probe.connect();
+    const namespaces = (await probe.sendCommand(['KEYS', '{mcpsb:*}:meta'])) as string[];
+    expect(namespaces).toHaveLength(1);
+    const namespace = /^\{mcpsb:(.*)\}:meta$/.exec(namespaces[0] as string)?.[1] as string;
+    expect(await occupiedIn(probe, namespace)).toBeLessThanOrEqual(3);
+    await probe.close();
+    let evicted = 0;
+    for (const id of ids) {
+      const answer = await callFresh(a.url, id, 'echo', { text: 'x' });
+      if (answer.status === 404) {
+        evicted++;
+        expect(JSON.parse(answer.text)).toMatchObject({ error: { data: { reason: 'evicted' } } });
+      }
+    }
+    // Two admitted after the rebuild (one while polling, one more): two of the three re-registered went.
+    expect(evicted).toBe(2);
+  });
+
+  it('returns the capacity of a host that dies within its liveness (5 s) and a sweep', async () => {
+    const [a, b] = (await startHosts(shared.url, 2, ['--max-sessions', '2', '--evict', 'none'])) as [Host, Host];
+    expect((await initializeFresh(a.url)).status).toBe(200);
+    expect((await initializeFresh(a.url)).status).toBe(200);
+    expect((await initializeFresh(b.url)).status).toBe(503);
+    const killed = Date.now();
+    a.kill('SIGKILL');
+    await exitOf(a);
+    await until(async () => (await initializeFresh(b.url)).status === 200, 10_000, 'the capacity back');
+    const elapsed = Date.now() - killed;
+    // Liveness 5 s, then the next sweep (every second) frees them.
+    expect(elapsed).toBeLessThan(8_000);
+    expect(elapsed).toBeGreaterThan(3_000);
+  });
+});
