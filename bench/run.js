@@ -26,6 +26,7 @@ export const BENCHMARKS = {
   'large-results-memory': 600,
   startup: 300,
   cluster: 1500,
+  hosts: 900,
 };
 
 const args = process.argv.slice(2);
