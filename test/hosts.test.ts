@@ -6,12 +6,16 @@
  * the faults: Redis unreachable at start, Redis lost while serving (and back
  * empty), a host that dies.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { callFresh, initializeFresh, ownerPid } from './cluster-helpers.js';
+import { callFresh, fresh, initializeFresh, ownerPid } from './cluster-helpers.js';
 import { CLI, FIXTURE, firstLine, until } from './helpers.js';
 import { freePort, REDIS_BINARY, REDIS_MISSING, RedisServer, uniqueNamespace } from './redis-helpers.js';
 
+const OPENSSL = spawnSync('openssl', ['version']).status === 0;
 const children: ChildProcess[] = [];
 const servers: RedisServer[] = [];
 
@@ -29,7 +33,7 @@ afterAll(async () => {
   for (const server of servers.splice(0)) await server.dispose();
 });
 
-type Host = ChildProcess & { url: string; stderrText: () => string };
+type Host = ChildProcess & { url: string; advertise: string; stderrText: () => string };
 
 function run(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess & { stderrText: () => string } {
   const child = spawn(process.execPath, [CLI, ...args], {
@@ -49,26 +53,34 @@ function exitOf(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
-async function startHost(redis: string, namespace: string, limits: string[]): Promise<Host> {
+async function startHost(
+  redis: string,
+  namespace: string,
+  limits: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<Host> {
   const advertise = `http://127.0.0.1:${await freePort()}`;
-  const child = run([
-    'serve',
-    FIXTURE.pathname,
-    '--store',
-    redis,
-    '--advertise',
-    advertise,
-    '--namespace',
-    namespace,
-    '--port',
-    '0',
-    '--threads',
-    '1',
-    '--quiet',
-    ...limits,
-  ]);
+  const child = run(
+    [
+      'serve',
+      FIXTURE.pathname,
+      '--store',
+      redis,
+      '--advertise',
+      advertise,
+      '--namespace',
+      namespace,
+      '--port',
+      '0',
+      '--threads',
+      '1',
+      '--quiet',
+      ...limits,
+    ],
+    env,
+  );
   const url = await firstLine(child);
-  return Object.assign(child, { url });
+  return Object.assign(child, { url, advertise });
 }
 
 async function startHosts(redis: string, count: number, limits: string[]): Promise<Host[]> {
@@ -142,6 +154,16 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
       expect(await status(host.url, `${real.slice(0, 2)}${'0'.repeat(real.length - 2)}`)).toBe(404);
       expect(await status(host.url, `fe${real.slice(2)}`)).toBe(404);
     }
+    // Each host's private route takes only forwarded requests (with the namespace's secret).
+    for (const owner of hosts) {
+      const direct = await callFresh(owner.advertise, real, 'echo', { text: 'x' });
+      expect(direct.status).toBe(403);
+      const forged = await fresh(owner.advertise, {
+        headers: { 'x-mcp-session-broker-route': 'guess', 'mcp-session-id': real },
+        body: { jsonrpc: '2.0', id: 2, method: 'tools/list' },
+      });
+      expect(forged.status).toBe(403);
+    }
   });
 
   it('limits the creation rate exactly across hosts', async () => {
@@ -153,6 +175,24 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
     const limited = answers.filter((a) => a.status === 429);
     expect(limited).toHaveLength(23);
     expect(Number(limited[0]?.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(JSON.parse(limited[0]?.text ?? '{}')).toMatchObject({ error: { data: { reason: 'rate_limited' } } });
+  });
+
+  it('loads its scripts again after Redis forgot them (SCRIPT FLUSH: a restart or a failover)', async () => {
+    const [a, b] = (await startHosts(shared.url, 2, ['--max-sessions', '3'])) as [Host, Host];
+    const first = (await initializeFresh(a.url)).sessionId as string;
+    const { createClient } = await import('redis');
+    const probe = createClient({ url: shared.url });
+    await probe.connect();
+    await probe.sendCommand(['SCRIPT', 'FLUSH']);
+    await probe.close();
+    // Every decision still works: admissions, eviction across hosts, routing.
+    expect((await initializeFresh(b.url)).status).toBe(200);
+    expect((await initializeFresh(a.url)).status).toBe(200);
+    expect((await initializeFresh(b.url)).status).toBe(200);
+    const gone = await callFresh(b.url, first, 'echo', { text: 'x' });
+    expect(gone.status).toBe(404);
+    expect(JSON.parse(gone.text)).toMatchObject({ error: { data: { reason: 'evicted' } } });
   });
 
   it('evicts the oldest session of all hosts, on whichever host it lives', async () => {
@@ -213,6 +253,98 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
     ]);
     expect(await exitOf(child)).toBe(1);
     expect(child.stderrText()).toContain('enforces other limits');
+  });
+
+  it('connects with credentials in the URL (an ACL user), and never shows them', async () => {
+    const redis = await RedisServer.start([
+      '--user',
+      'mcp',
+      'on',
+      '>s3cret-pass',
+      '~*',
+      '&*',
+      '+@all',
+      '--user',
+      'default',
+      'off',
+    ]);
+    servers.push(redis);
+    const url = `redis://mcp:s3cret-pass@127.0.0.1:${redis.port}/0`;
+    const [a, b] = (await startHosts(url, 2, ['--max-sessions', '2', '--evict', 'none'])) as [Host, Host];
+    const id = (await initializeFresh(a.url)).sessionId as string;
+    expect((await initializeFresh(b.url)).status).toBe(200);
+    expect((await initializeFresh(b.url)).status).toBe(503);
+    expect(await status(b.url, id)).toBe(200);
+    // A wrong password: one line, exit 1, neither password shown.
+    const wrong = run([
+      'serve',
+      '--store',
+      `redis://mcp:not-the-pass@127.0.0.1:${redis.port}/0`,
+      '--advertise',
+      `http://127.0.0.1:${await freePort()}`,
+      '--port',
+      '0',
+      '--threads',
+      '1',
+    ]);
+    expect(await exitOf(wrong)).toBe(1);
+    expect(wrong.stderrText().trim().split('\n')).toHaveLength(1);
+    for (const text of [wrong.stderrText(), a.stderrText(), b.stderrText()]) {
+      expect(text).not.toContain('s3cret-pass');
+      expect(text).not.toContain('not-the-pass');
+    }
+    const metrics = await (await fetch(new URL('/metrics', a.url))).text();
+    expect(metrics).not.toContain('s3cret-pass');
+  });
+
+  it.skipIf(!OPENSSL)('connects over TLS (rediss://)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcpsb-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    const made = spawnSync('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ]);
+    expect(made.status).toBe(0);
+    const tlsPort = await freePort();
+    const redis = await RedisServer.start([
+      '--tls-port',
+      String(tlsPort),
+      '--tls-cert-file',
+      cert,
+      '--tls-key-file',
+      key,
+      '--tls-ca-cert-file',
+      cert,
+      '--tls-auth-clients',
+      'no',
+    ]);
+    servers.push(redis);
+    try {
+      const namespace = uniqueNamespace('tls');
+      const env = { NODE_EXTRA_CA_CERTS: cert };
+      const url = `rediss://127.0.0.1:${tlsPort}`;
+      const a = await startHost(url, namespace, ['--max-sessions', '1', '--evict', 'none'], env);
+      const b = await startHost(url, namespace, ['--max-sessions', '1', '--evict', 'none'], env);
+      const id = (await initializeFresh(a.url)).sessionId as string;
+      expect((await initializeFresh(b.url)).status).toBe(503);
+      expect(await status(b.url, id)).toBe(200);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('fails closed while Redis is gone, serves existing sessions, and re-registers them when it is back empty', async () => {

@@ -1,7 +1,7 @@
 /**
  * mcp-session-broker: strict, bounded MCP Streamable HTTP sessions across worker threads.
  */
-export type { AdmissionOptions, RateLimit } from '../broker/index.js';
+export type { AdmissionOptions, RateLimit, RedisStoreOptions } from '../broker/index.js';
 export { BrokerError, type BrokerErrorCode } from '../shared/errors.js';
 export type {
   BrokerStats,
