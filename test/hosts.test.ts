@@ -347,6 +347,35 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
     }
   });
 
+  it('frees a session Redis holds for a host that does not own it (a lost message), by the reconcile', async () => {
+    const namespace = uniqueNamespace('reconcile');
+    const host = await startHost(shared.url, namespace, ['--max-sessions', '2', '--evict', 'none']);
+    const real = (await initializeFresh(host.url)).sessionId as string;
+    const index = Number.parseInt(real.slice(0, 2), 16);
+    const { createClient } = await import('redis');
+    const probe = createClient({ url: shared.url });
+    await probe.connect();
+    // A session Redis counts for this host in slot 1 that the host never heard of (its grant was lost).
+    const [seconds] = (await probe.sendCommand(['TIME'])) as string[];
+    const born = Number(seconds) * 1000 - 60_000;
+    const key = (name: string) => `{mcpsb:${namespace}}:${name}`;
+    const record = { g: 1, h: index, o: 0, c: 'Z2hvc3Q', b: born, s: born, st: 'L', q: 1000 };
+    await probe.sendCommand(['HSET', key('sess'), '1', JSON.stringify(record)]);
+    await probe.sendCommand(['HSET', key('meta'), 'next', '2']);
+    await probe.sendCommand(['HINCRBY', key('meta'), 'live', '1']);
+    await probe.sendCommand(['ZADD', key('fifo'), '1000', '1']);
+    await probe.sendCommand(['ZADD', key('seen'), String(born), '1']);
+    await probe.sendCommand(['ZADD', key('hsess'), '0', `${String(index).padStart(3, '0')}:00000001`]);
+    expect(await occupiedIn(probe, namespace)).toBe(2);
+    expect((await initializeFresh(host.url)).status).toBe(503);
+    // Within one reconcile (every 5 s) the ghost is freed; the host's own session stays.
+    await until(async () => (await occupiedIn(probe, namespace)) === 1, 8_000, 'the reconcile');
+    expect(await probe.sendCommand(['HEXISTS', key('sess'), '1'])).toBe(0);
+    await probe.close();
+    expect(await status(host.url, real)).toBe(200);
+    expect((await initializeFresh(host.url)).status).toBe(200);
+  });
+
   it('fails closed while Redis is gone, serves existing sessions, and re-registers them when it is back empty', async () => {
     const redis = await RedisServer.start();
     servers.push(redis);

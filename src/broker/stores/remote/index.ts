@@ -266,8 +266,9 @@ export class RemoteStore implements SessionStore {
       this.#log(
         `[mcp-session-broker] the session authority gave process index ${welcome.process} (was ${this.#routing.process}) and capacity ${welcome.capacity} (was ${this.#table.capacity}): this process cannot go on under it; restart it`,
       );
-      this.#link.end();
+      // Shutting down first: ending the link reports it lost, which must not reconnect.
       this.#shuttingDown = true;
+      this.#link.end();
       return;
     }
     this.#routing = { ...this.#routing, routes: welcome.routes, secret: welcome.routeSecret };
