@@ -73,6 +73,28 @@ describe('mcp-session-broker serve', () => {
     [['serve', '--resume-bytes', '0'], /--resume-bytes must be a positive integer/],
     [['serve', '--resume-bytes', '2m', '--resume-total', '1m'], /--resume-bytes must not exceed --resume-total/],
     [['serve', '--resume-events', '0', '--resume-total', '1m'], /--resume-bytes and --resume-total need resumability/],
+    [['serve', '--store', 'redis://127.0.0.1:6379'], /--store needs --advertise http:\/\/HOST:PORT/],
+    [['serve', '--advertise', 'http://127.0.0.1:4001'], /--advertise needs --store/],
+    [
+      ['serve', '--store', 'ftp://127.0.0.1', '--advertise', 'http://127.0.0.1:4001'],
+      /must start with redis:\/\/ or rediss:\/\//,
+    ],
+    [
+      ['serve', '--store', 'redis://127.0.0.1:6379/0?password=hunter2', '--advertise', 'http://127.0.0.1:4001'],
+      /must not have a query or a fragment/,
+    ],
+    [
+      ['serve', '--store', 'redis://127.0.0.1', '--advertise', 'http://127.0.0.1'],
+      /advertised URL must be http:\/\/HOST:PORT with an explicit port/,
+    ],
+    [
+      ['serve', '--store', 'redis://127.0.0.1', '--advertise', 'http://127.0.0.1:4001', '--namespace', 'a b'],
+      /namespace must be 1\.\.64 characters/,
+    ],
+    [
+      ['serve', '--store', 'redis://127.0.0.1', '--advertise', 'http://127.0.0.1:4001', '--workers', '2'],
+      /--store and --workers are mutually exclusive/,
+    ],
   ])('exits 2 with one line for %j', async (args, message) => {
     const { code, stderr } = await outcome(args);
     expect(code).toBe(2);

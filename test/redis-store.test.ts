@@ -3,9 +3,11 @@
  * real redis-server (each case in its own namespace), on the suite's fake
  * clock (passed to the scripts in place of Redis TIME).
  */
-import { afterAll, beforeAll, describe } from 'vitest';
-import type { StoreFactory } from '../dist/broker/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openIndex, resolveAdmissionOptions, type StoreFactory } from '../dist/broker/index.js';
 import { createStore as createRedisStore } from '../dist/broker/stores/redis/index.js';
+import type { SessionRef } from '../dist/shared/types.js';
+import { until } from './helpers.js';
 import { REDIS_BINARY, REDIS_MISSING, RedisServer, SHARED_REDIS, uniqueNamespace } from './redis-helpers.js';
 import { runStoreSuite } from './store.case.js';
 
@@ -74,5 +76,67 @@ describe.skipIf(REDIS_MISSING !== undefined)('redis store through ioredis', () =
         },
       }),
     settle: () => new Promise((resolve) => setTimeout(resolve, 80)),
+  });
+});
+
+describe.skipIf(REDIS_MISSING !== undefined)('redis store: two hosts in one namespace', () => {
+  let own: RedisServer | undefined;
+  let twoUrl = SHARED_REDIS ?? '';
+  beforeAll(async () => {
+    if (!SHARED_REDIS && REDIS_BINARY) {
+      own = await RedisServer.start();
+      twoUrl = own.url;
+    }
+  });
+  afterAll(async () => {
+    await own?.dispose();
+  });
+
+  /** A host's store on the shared fake clock, whose owner closes only when told. */
+  async function host(namespace: string, clock: () => number) {
+    const asked: { ref: SessionRef; confirm: () => void }[] = [];
+    const store = await createRedisStore({
+      admission: resolveAdmissionOptions({ maxSessions: 1, evict: 'oldest' }),
+      lanes: 1,
+      manualClock: false,
+      stallTimeoutMs: 0,
+      now: clock,
+      closer: (_owner: number, ref: SessionRef) =>
+        new Promise<void>((resolve) => {
+          asked.push({ ref, confirm: resolve });
+        }),
+      onEvent: () => undefined,
+      storeOptions: {
+        url: twoUrl,
+        advertise: 'http://127.0.0.1:1',
+        namespace,
+        livenessMs: 1e12,
+        sweepIntervalMs: 3_600_000,
+        reconcileMs: 3_600_000,
+      },
+    });
+    return { store, asked };
+  }
+
+  it('gives back the slot an admission waited for when its host is gone before the grant', async () => {
+    const namespace = uniqueNamespace('two');
+    const clock = () => 1_000;
+    const b = await host(namespace, clock);
+    const a = await host(namespace, clock);
+    const held = await b.store.admit({ clientKey: 'b', owner: 1 });
+    if (!held.ok) throw new Error(`refused: ${held.reason}`);
+    // Its initialize request ends: an idle session, evictable.
+    openIndex(b.store.index, clock).leave(held);
+    // A's admission at the cap waits for B's session to close; A leaves before B confirms.
+    const waiting = a.store.admit({ clientKey: 'a', owner: 1 });
+    await until(() => b.asked.length === 1, 5000, 'the close asked of B');
+    await a.store.shutdown(0);
+    expect(await waiting).toMatchObject({ ok: false });
+    b.asked[0]?.confirm();
+    // The freed slot is not granted to a host that is gone: it is free again, for B.
+    await until(async () => (await b.store.stats()).occupied === 0, 5000, 'the slot back');
+    expect((await b.store.admit({ clientKey: 'b', owner: 1 })).ok).toBe(true);
+    expect((await b.store.stats()).occupied).toBe(1);
+    await b.store.shutdown(0);
   });
 });

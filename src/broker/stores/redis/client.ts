@@ -33,6 +33,8 @@ export function redactUrl(url: string): string {
       parsed.username = parsed.username ? '***' : '';
       parsed.password = parsed.password ? '***' : '';
     }
+    parsed.search = '';
+    parsed.hash = '';
     return parsed.toString();
   } catch {
     return '<an invalid Redis URL>';
@@ -44,8 +46,14 @@ export function scrub(message: string, url: string): string {
   let out = message;
   try {
     const parsed = new URL(url);
-    for (const secret of [parsed.password, decodeURIComponent(parsed.password)]) {
-      if (secret.length > 0) out = out.split(secret).join('***');
+    let decoded = parsed.password;
+    try {
+      decoded = decodeURIComponent(parsed.password);
+    } catch {
+      // Not percent-encoding after all: the raw form is removed below.
+    }
+    for (const secret of [parsed.password, decoded, parsed.username]) {
+      if (secret.length >= 3) out = out.split(secret).join('***');
     }
     out = out.split(url).join(redactUrl(url));
   } catch {
@@ -67,6 +75,9 @@ export function checkRedisUrl(url: unknown): string {
     throw new TypeError(`the Redis URL must start with redis:// or rediss:// (got ${parsed.protocol}//)`);
   }
   if (!/^\/?\d*$/.test(parsed.pathname)) throw new TypeError('the Redis URL path must be a database number, e.g. /0');
+  if (parsed.search !== '' || parsed.hash !== '') {
+    throw new TypeError('the Redis URL must not have a query or a fragment: give credentials as user:password@');
+  }
   return url;
 }
 

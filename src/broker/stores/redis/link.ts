@@ -45,6 +45,8 @@ export interface RedisStoreOptions {
 }
 
 const HEARTBEAT_MS = 1_000;
+/** A script Redis has not answered within this long fails, and the link counts as down (fail closed), ms. */
+const COMMAND_TIMEOUT_MS = 5_000;
 /** An admission whose wait was abandoned but whose answer may be on its way gets this long more, ms. */
 const LATE_ANSWER_MS = 2_000;
 const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -99,7 +101,10 @@ export class RedisLink implements AuthorityLink {
   #channel: string | undefined;
   #up = false;
   #closed = false;
-  #seq = 0;
+  /** This connection's epoch: waiting admissions are named with it (a host index taken again never meets them). */
+  #epoch = '';
+  /** The namespace's route secret once known (a Redis restarted empty is given it again, not a new one). */
+  #secret = randomBytes(24).toString('base64url');
   /** Admissions waiting for their victim's close: their wait's end. Bounded by the store's pending admissions. */
   readonly #waits = new Map<number, NodeJS.Timeout>();
   /** Every host's advertised URL, as of the last heartbeat. At most 255 entries. */
@@ -148,29 +153,31 @@ export class RedisLink implements AuthorityLink {
       });
     }
     if (!this.#conn.ready) throw new Error('Redis is not reachable');
+    this.#epoch = randomBytes(6).toString('hex');
     for (const name of Object.keys(SCRIPTS) as ScriptName[]) await this.#load(name);
     const { result } = await this.#run('hello', {
       url: this.listen.url,
       ttl: this.#livenessMs,
       config: this.#config,
-      secret: randomBytes(24).toString('base64url'),
+      secret: this.#secret,
       ...(want === undefined ? {} : { want }),
     });
     switch (result.t) {
       case 'welcome':
         break;
       case 'mismatch':
-        throw new Error(
+        throw fatal(
           `the namespace ${JSON.stringify(this.#options.namespace ?? 'default')} in Redis enforces other limits (${String(result.config)}) than this host (${this.#config}): give every host the same admission options, or use another namespace`,
         );
       case 'taken':
-        throw new Error(`host index ${want} was taken by another host while this one was away`);
+        throw fatal(`host index ${want} was taken by another host while this one was away`);
       default:
         throw new Error('255 hosts are registered in this namespace: no host index is free');
     }
     const { t: _t, hosts, ...fields } = result;
     this.#learn(hosts as string[]);
     const welcome = parseMessage({ ...fields, type: 'welcome' }) as Welcome;
+    this.#secret = welcome.routeSecret;
     this.#host = welcome.process;
     const channel = `${this.#prefix}h:${this.#host}`;
     if (this.#channel !== channel) {
@@ -255,7 +262,14 @@ export class RedisLink implements AuthorityLink {
     const conn = this.#conn;
     if (!conn) throw new Error('Redis is not connected');
     const argv = [this.#now ? String(Math.floor(this.#now())) : '', JSON.stringify(args)];
-    const call = (sha: string) => conn.call(['EVALSHA', sha, String(this.#keys.length), ...this.#keys, ...argv]);
+    const call = (sha: string) =>
+      withTimeout(
+        conn.call(['EVALSHA', sha, String(this.#keys.length), ...this.#keys, ...argv]),
+        COMMAND_TIMEOUT_MS,
+        () =>
+          // A connection that does not answer is as good as gone: fail closed (the store reconnects).
+          this.#down(),
+      );
     let reply: unknown;
     try {
       reply = await call(this.#shas.get(name) ?? (await this.#load(name)));
@@ -280,23 +294,33 @@ export class RedisLink implements AuthorityLink {
       ({ result }) => {
         if (result.t === 'gone') this.#down();
       },
-      (error: Error) => {
-        if (this.#conn?.ready && !/NOSCRIPT|connection|closed|offline|ECONN/i.test(error.message)) {
-          this.#peer?.log(
-            `[mcp-session-broker] a Redis script failed (${name}): ${scrub(error.message, this.#options.url)}`,
-          );
-        }
-      },
+      (error: Error) => this.#report(name, error),
     );
     this.#inflight.add(running);
     void running.finally(() => this.#inflight.delete(running));
+  }
+
+  /** A script that failed while Redis is reachable is a bug or a misconfigured Redis: one line (not the connection's errors). */
+  #report(name: string, error: Error): void {
+    if (this.#conn?.ready && !/NOSCRIPT|connection|closed|offline|ECONN|did not answer/i.test(error.message)) {
+      this.#peer?.log(
+        `[mcp-session-broker] a Redis script failed (${name}): ${scrub(error.message, this.#options.url)}`,
+      );
+    }
   }
 
   /** A message for this host (published by another host's script, or by one of ours). */
   #fromChannel(json: string): void {
     let message: AuthorityMessage;
     try {
-      const raw = JSON.parse(json) as Record<string, unknown>;
+      const { e: epoch, ...raw } = JSON.parse(json) as Record<string, unknown>;
+      if (epoch !== undefined && epoch !== this.#epoch) {
+        // The answer to an admission of this host index's previous connection: nobody waits for it.
+        if (raw.type === 'admitted') {
+          this.#fire('closed', { h: this.#host, slot: raw.slot, gen: raw.gen, reason: 'error', refund: true });
+        }
+        return;
+      }
       if (raw.type === 'admitted') raw.rand = randomWords();
       message = parseMessage(raw) as AuthorityMessage;
     } catch (error) {
@@ -373,11 +397,13 @@ export class RedisLink implements AuthorityLink {
     try {
       ({ result } = await this.#run('admit', {
         h: this.#host,
+        e: this.#epoch,
         seq,
         c: clientField(message.clientKey),
         o: message.owner,
       }));
-    } catch {
+    } catch (error) {
+      this.#report('admit', error as Error);
       answer({ type: 'refused', seq, reason: 'unavailable', retryAfterMs: 1_000 });
       return;
     }
@@ -406,7 +432,7 @@ export class RedisLink implements AuthorityLink {
     if (!this.#waits.has(seq)) return;
     let result: Record<string, unknown> = { t: 'gone' };
     try {
-      ({ result } = await this.#run('abandon', { h: this.#host, seq }));
+      ({ result } = await this.#run('abandon', { h: this.#host, e: this.#epoch, seq }));
     } catch {
       // Unreachable now: the store refused it already (fail closed), or will below.
     }
@@ -420,6 +446,8 @@ export class RedisLink implements AuthorityLink {
       });
       return;
     }
+    // The answer may have arrived while the abandon ran: then there is nothing more to wait for.
+    if (!this.#waits.has(seq)) return;
     const timer = setTimeout(() => {
       if (!this.#waits.has(seq)) return;
       this.#waits.delete(seq);
@@ -471,7 +499,7 @@ export class RedisLink implements AuthorityLink {
     if (!conn) return;
     if (this.#up && conn.ready) {
       // Leaves now if it holds nothing (the closes were sent first); else its liveness lapses.
-      await Promise.allSettled([...this.#inflight]);
+      await withTimeout(Promise.allSettled([...this.#inflight]), COMMAND_TIMEOUT_MS).catch(() => undefined);
       await this.#run('bye', { h: this.#host, url: this.listen.url }).catch(() => undefined);
     }
     this.#up = false;
@@ -488,4 +516,29 @@ function randomWords(): [number, number, number, number] {
   const words = new Int32Array(4);
   randomFillSync(words);
   return [words[0] ?? 0, words[1] ?? 0, words[2] ?? 0, words[3] ?? 0];
+}
+
+/** An error the store must not retry: it logs it and stops admitting (the process must be restarted). */
+function fatal(message: string): Error {
+  return Object.assign(new Error(message), { fatal: true });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      onTimeout?.();
+      reject(new Error(`Redis did not answer within ${ms} ms`));
+    }, ms);
+    timer.unref();
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }

@@ -29,11 +29,14 @@
  * - cfifo   ZSET  `<client>:<order>:<slot>` (lexicographic): a client's sessions, oldest first
  * - hosts   HASH  host index -> advertised URL;  alive: ZSET host index -> liveness deadline (ms)
  * - hsess   ZSET  `<host>:<slot>` (lexicographic): each host's sessions
- * - waits   HASH  `<host>:<seq>` -> an admission waiting for its victim's close
+ * - waits   HASH  `<host>:<epoch>:<seq>` -> an admission waiting for its victim's close (the epoch is
+ *                 the host's connection's: a host index taken again never meets a predecessor's)
  *
  * Bounds: every structure holds at most one entry per slot (capacity), per
  * host (255), per client holding a session, or per creation in a rate
- * window; a script looks at most WALK entries of any index per call.
+ * window; a script looks at most WALK entries of any index per call, except
+ * `register`, which takes every session its host lists (a host's reconcile
+ * every few seconds is one script over all it owns: O(its sessions)).
  */
 
 export const KEY_NAMES = [
@@ -89,6 +92,11 @@ local function get(slot)
   return nil
 end
 local function put(slot, r) redis.call('HSET', K_SESS, slot, cjson.encode(r)) end
+-- A host is alive while its liveness deadline has not passed (a lapsed host is gone even before a sweep frees its sessions).
+local function host_alive(host)
+  local d = redis.call('ZSCORE', K_ALIVE, host)
+  return d ~= false and tonumber(d) >= now
+end
 local function hs(host, slot) return string.format('%03d:%08d', host, slot) end
 local function pad(n) return string.format('%015d', n) end
 local function cf(ck, q, slot) return ck .. ':' .. pad(q) .. ':' .. slot end
@@ -335,7 +343,7 @@ end
 local function refuse_waiter(w, reason, retry)
   release_waiter(w)
   meta('rejectedTotal.' .. reason, 1)
-  pub(w.h, { type = 'refused', seq = w.seq, reason = reason, retryAfterMs = clamp_retry(retry) })
+  pub(w.h, { type = 'refused', e = w.e, seq = w.seq, reason = reason, retryAfterMs = clamp_retry(retry) })
 end
 
 -- The creation happens now: the waiting admission's tokens move to now (or it is refused).
@@ -347,6 +355,12 @@ grant = function(slot, id)
   end
   redis.call('HDEL', K_WAITS, id)
   local w = cjson.decode(raw_w)
+  if not host_alive(w.h) then
+    -- Its host is gone: nobody would build the session (its tokens and its client's count go back).
+    redis.call('ZADD', K_FREE, slot, slot)
+    release_waiter(w)
+    return
+  end
   if w.rt then
     local had = redis.call('ZREM', K_RATE, w.rt)
     w.rt = nil
@@ -372,7 +386,7 @@ grant = function(slot, id)
   end
   local gen = allocate(slot, w.h, w.o, w.c, w.rt, w.ct)
   meta('createdTotal', 1)
-  pub(w.h, { type = 'admitted', seq = w.seq, slot = slot, gen = gen })
+  pub(w.h, { type = 'admitted', e = w.e, seq = w.seq, slot = slot, gen = gen })
 end
 
 -- A waiting admission whose victim was kept (vetoed) looks for another, or is refused.
@@ -380,6 +394,11 @@ local function rebind(id)
   local raw_w = redis.call('HGET', K_WAITS, id)
   if not raw_w then return end
   local w = cjson.decode(raw_w)
+  if not host_alive(w.h) then
+    redis.call('HDEL', K_WAITS, id)
+    release_waiter(w)
+    return
+  end
   local victim = nil
   if cfg.evict ~= 'none' then
     if w.sc == 'client' then victim = pick_from(client_slots(w.c)) else victim = pick_victim() end
@@ -397,9 +416,6 @@ local function rebind(id)
   else refuse_waiter(w, 'full', full_retry()) end
 end
 
-local function host_alive(host)
-  return redis.call('ZSCORE', K_ALIVE, host) ~= false
-end
 `;
 
 const OPS = {
@@ -445,8 +461,8 @@ local function refused(reason, retry)
   return done({ t = 'refused', reason = reason, retryAfterMs = clamp_retry(retry) })
 end
 local function wait(slot, scope)
-  local id = host .. ':' .. a.seq
-  local w = { h = host, seq = a.seq, c = ck, o = a.o, rt = grate_spend(), ct = crate_spend(ck), sc = scope, v = slot }
+  local id = host .. ':' .. a.e .. ':' .. a.seq
+  local w = { h = host, e = a.e, seq = a.seq, c = ck, o = a.o, rt = grate_spend(), ct = crate_spend(ck), sc = scope, v = slot }
   client_add(ck, 1)
   redis.call('HSET', K_WAITS, id, cjson.encode(w))
   local r = get(slot)
@@ -516,7 +532,7 @@ return done({ t = 'ok' })
   /** An admission's wait ran out (closeTimeoutMs): it is refused and gives its tokens back, unless decided already. */
   abandon: `
 if not cfg then return done({ t = 'gone' }) end
-local id = a.h .. ':' .. a.seq
+local id = a.h .. ':' .. a.e .. ':' .. a.seq
 local raw_w = redis.call('HGET', K_WAITS, id)
 if not raw_w then return done({ t = 'gone' }) end
 redis.call('HDEL', K_WAITS, id)

@@ -223,7 +223,7 @@ export class RemoteStore implements SessionStore {
         this.#connected = true;
         this.#retryMs = RETRY_MIN_MS;
       },
-      owned: () => this.#owned(),
+      owned: () => this.#owned(true),
       log: (line) => this.#log(line),
     });
   }
@@ -257,7 +257,14 @@ export class RemoteStore implements SessionStore {
     let welcome: Welcome;
     try {
       welcome = await this.#open(this.#routing.process, 5_000);
-    } catch {
+    } catch (error) {
+      if ((error as { fatal?: boolean }).fatal) {
+        this.#log(
+          `[mcp-session-broker] ${(error as Error).message}: this process cannot go on under ${this.#link.label}; restart it`,
+        );
+        this.#shuttingDown = true;
+        return;
+      }
       this.#scheduleReconnect();
       return;
     }
@@ -294,14 +301,19 @@ export class RemoteStore implements SessionStore {
     flush();
   }
 
-  /** Every live session this process owns, as a (restarted) authority is told. O(capacity). */
-  #owned(): RegisteredSession[] {
+  /**
+   * Every live session this process owns, as a (restarted) authority is
+   * told; with `closing`, those still closing here too (a reconcile must not
+   * free a slot whose transport is not closed yet). O(capacity).
+   */
+  #owned(closing = false): RegisteredSession[] {
     const { words, times } = this.#table.views;
     const now = this.#table.now();
     const sessions: RegisteredSession[] = [];
     for (let slot = 0; slot < this.#table.capacity; slot++) {
       const base = slot * SLOT_I32;
-      if (wordState(Atomics.load(words, base + S_STATE)) !== ST_LIVE) continue;
+      const state = wordState(Atomics.load(words, base + S_STATE));
+      if (state !== ST_LIVE && !(closing && state === ST_CLOSING)) continue;
       const meta = this.#meta[slot];
       if (!meta) continue;
       const tbase = slot * SLOT_I64;
@@ -657,7 +669,8 @@ export class RemoteStore implements SessionStore {
       this.#statsWaits.set(seq, resolve);
       this.#send({ type: 'stats', seq });
     });
-    if (!remote) return local;
+    // An authority that could not answer (Redis down mid-call) gives nothing: this process's own counts.
+    if (!remote || remote.occupied === undefined) return local;
     const pick = (prefix: string, names: readonly string[], add: Record<string, number>) =>
       Object.fromEntries(names.map((n) => [n, (remote[`${prefix}.${n}`] ?? 0) + (add[n] ?? 0)]));
     return {
