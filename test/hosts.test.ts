@@ -10,6 +10,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { callFresh, fresh, initializeFresh, ownerPid } from './cluster-helpers.js';
 import { CLI, FIXTURE, firstLine, until } from './helpers.js';
@@ -164,6 +165,45 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
       });
       expect(forged.status).toBe(403);
     }
+  });
+
+  it('streams SSE through another host: the GET stream on a non-owner, notifications, and a resumption after Last-Event-ID', async () => {
+    const [a, b] = (await startHosts(shared.url, 2, ['--max-sessions', '10'])) as [Host, Host];
+    const id = (await initializeFresh(a.url)).sessionId as string;
+    const headers = { 'mcp-session-id': id, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION };
+    // The GET stream opened on B (not the owner): the owner's notifications arrive through it.
+    const stream = new AbortController();
+    const get = await fetch(b.url, { headers: { ...headers, accept: 'text/event-stream' }, signal: stream.signal });
+    expect(get.status).toBe(200);
+    expect(get.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const reader = (get.body as ReadableStream<Uint8Array>).getReader();
+    expect((await callFresh(b.url, id, 'notify', { text: 'one' })).status).toBe(200);
+    let text = '';
+    while (!text.includes('one')) text += new TextDecoder().decode((await reader.read()).value);
+    stream.abort();
+    const carrying = text.split('\n\n').find((event) => event.includes('one')) ?? '';
+    const lastId = /^id: (.+)$/m.exec(carrying)?.[1];
+    expect(lastId, text).toBeTruthy();
+    expect((await callFresh(a.url, id, 'notify', { text: 'two' })).status).toBe(200);
+    // Resumed on B with Last-Event-ID: only what came after it (the aborted stream may take a moment to end: 409 until then).
+    const resumed = new AbortController();
+    let again: Response | undefined;
+    for (let attempt = 0; attempt < 40; attempt++) {
+      again = await fetch(b.url, {
+        headers: { ...headers, accept: 'text/event-stream', 'last-event-id': lastId as string, connection: 'close' },
+        signal: resumed.signal,
+      });
+      if (again.status !== 409) break;
+      await again.body?.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    if (!again) throw new Error('no answer');
+    expect(again.status).toBe(200);
+    const r = (again.body as ReadableStream<Uint8Array>).getReader();
+    let replay = '';
+    while (!replay.includes('two')) replay += new TextDecoder().decode((await r.read()).value);
+    expect(replay, replay).not.toContain('"one"');
+    resumed.abort();
   });
 
   it('limits the creation rate exactly across hosts', async () => {
