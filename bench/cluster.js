@@ -22,18 +22,14 @@
  * Goals (2 cores): strict (0 over the cap) in every run; sha >= 1.6x
  * plain-sdk with 2 processes; a misrouted request adds < 0.3 ms at p50.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { hopRows, MODULE, measureHop, occupied, startCli, stopCli } from './lib/cli.js';
 import { cell, fmt, QUICK, REPS, ratioCell, rotate, runBenchmark, sleep, summary } from './lib/common.js';
 import { cpuSnapshot, otherCores, waitForQuiet } from './lib/cpu.js';
 import { startLoad, startServer } from './lib/procs.js';
 
-const CLI = fileURLToPath(new URL('../dist/main/cli/main.js', import.meta.url));
-const MODULE = fileURLToPath(new URL('./lib/broker-module.js', import.meta.url));
 const CAP = 1000;
 const DURATION_S = QUICK ? 1 : 2;
 const MEMORY_SESSIONS = QUICK ? 300 : 2000;
@@ -64,78 +60,6 @@ function rssBytes(pids) {
     } catch {}
   }
   return kib * 1024;
-}
-
-/** The host's occupied slots, as /metrics reports them (the authority's count under one). */
-async function occupied(url) {
-  const text = await (await fetch(new URL('/metrics', url))).text();
-  const match = /^mcp_sessions_occupied(?:\{[^}]*\})? (\d+)/m.exec(text);
-  return match ? Number(match[1]) : null;
-}
-
-/**
- * tools/call echo one after another for `seconds` on one keep-alive
- * connection, timed in this process: p50, p99 (ms) and calls per second.
- * The second run of a pair is the one kept (the first warms both ends).
- */
-async function sequentialCalls(url, sessionId, seconds) {
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const body = JSON.stringify({
-    jsonrpc: '2.0',
-    id: 1,
-    method: 'tools/call',
-    params: { name: 'echo', arguments: { text: 'hello' } },
-  });
-  const headers = {
-    'content-type': 'application/json',
-    accept: 'application/json, text/event-stream',
-    'mcp-session-id': sessionId,
-    'mcp-protocol-version': '2025-11-25',
-    'content-length': String(Buffer.byteLength(body)),
-  };
-  const one = () =>
-    new Promise((resolve, reject) => {
-      const req = request(url, { method: 'POST', headers, agent }, (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
-  const times = [];
-  const until = performance.now() + seconds * 1000;
-  while (performance.now() < until) {
-    const t0 = performance.now();
-    await one();
-    times.push(performance.now() - t0);
-  }
-  agent.destroy();
-  times.sort((a, b) => a - b);
-  const at = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))];
-  return { p50Ms: at(0.5), p99Ms: at(0.99), perSecond: times.length / seconds, calls: times.length };
-}
-
-/** A CLI process; resolves once it printed its first line (the URL or the socket). */
-function startCli(args) {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      const newline = out.indexOf('\n');
-      if (newline >= 0) resolve({ child, line: out.slice(0, newline) });
-    });
-    child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
-  });
-}
-
-async function stopCli(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
 }
 
 const ALL_CONFIGS = [
@@ -313,41 +237,14 @@ await runBenchmark('cluster', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'mcpsb-bench-'));
       const socket = join(dir, 'authority.sock');
       const authority = await startCli(['broker', '--socket', socket, '--rebuild-grace', '0ms', '--quiet']);
-      const owner = await startCli([
-        'serve',
-        MODULE,
-        '--authority',
-        socket,
-        '--port',
-        '0',
-        '--threads',
-        '1',
-        '--quiet',
-      ]);
-      const other = await startCli([
-        'serve',
-        MODULE,
-        '--authority',
-        socket,
-        '--port',
-        '0',
-        '--threads',
-        '1',
-        '--quiet',
-      ]);
+      const serveUnder = () =>
+        startCli(['serve', MODULE, '--authority', socket, '--port', '0', '--threads', '1', '--quiet']);
+      const owner = await serveUnder();
+      const other = await serveUnder();
       try {
         const { sessions } = await load.call('open', { url: owner.line, count: 1, concurrency: 1 });
-        const result = {};
-        for (const [where, url] of [
-          ['owner', owner.line],
-          ['forwarded', other.line],
-          ['owner', owner.line],
-          ['forwarded', other.line],
-        ]) {
-          // Timed here, one call after another on one keep-alive connection (autocannon reports whole ms).
-          result[where] = await sequentialCalls(url, sessions[0], MISROUTE_S);
-        }
-        misroutes.push({ rep, ...result, addedP50Ms: result.forwarded.p50Ms - result.owner.p50Ms });
+        const result = await measureHop(owner.line, other.line, sessions[0], MISROUTE_S);
+        misroutes.push({ rep, ...result });
         console.log(
           `rep ${rep + 1}/${REPS} misrouted echo c=1: owner p50 ${fmt(result.owner.p50Ms, 3)} ms, forwarded p50 ${fmt(result.forwarded.p50Ms, 3)} ms (p99 ${fmt(result.owner.p99Ms, 3)} / ${fmt(result.forwarded.p99Ms, 3)} ms)`,
         );
@@ -392,21 +289,7 @@ await runBenchmark('cluster', async () => {
     const mine = memory.filter((m) => m.key === key);
     return [key, cell(summary(mine.map((m) => m.kibPerSession)), 1)];
   });
-  const misRows = [
-    [
-      'owner (no hop)',
-      cell(summary(misroutes.map((m) => m.owner.p50Ms)), 3),
-      cell(summary(misroutes.map((m) => m.owner.p99Ms)), 3),
-      cell(summary(misroutes.map((m) => m.owner.perSecond)), 0),
-    ],
-    [
-      'forwarded',
-      cell(summary(misroutes.map((m) => m.forwarded.p50Ms)), 3),
-      cell(summary(misroutes.map((m) => m.forwarded.p99Ms)), 3),
-      cell(summary(misroutes.map((m) => m.forwarded.perSecond)), 0),
-    ],
-    ['added at p50', cell(summary(misroutes.map((m) => m.addedP50Ms)), 3), '', ''],
-  ];
+  const misRows = hopRows(misroutes, 'forwarded');
   const shaW2 = summary(
     runs
       .filter((r) => r.key === 'broker w2' && r.what === 'sha')

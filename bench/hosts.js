@@ -22,17 +22,13 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
+import { freePort, hopRows, MODULE, measureHop, occupied, startCli, stopCli } from './lib/cli.js';
 import { cell, fmt, QUICK, REPS, ratioCell, rotate, runBenchmark, sleep, summary } from './lib/common.js';
 import { startLoad } from './lib/procs.js';
 
-const CLI = fileURLToPath(new URL('../dist/main/cli/main.js', import.meta.url));
-const MODULE = fileURLToPath(new URL('./lib/broker-module.js', import.meta.url));
 const CAP = 1000;
 const DURATION_S = QUICK ? 1 : 3;
 const HOP_S = QUICK ? 1 : 3;
@@ -40,17 +36,6 @@ const HOP_S = QUICK ? 1 : 3;
 if (spawnSync('redis-server', ['--version']).status !== 0) {
   console.error('hosts: needs redis-server (apt-get install -y redis-server)');
   process.exit(1);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function startRedis() {
@@ -95,75 +80,20 @@ async function startRedis() {
   };
 }
 
-/** A CLI process; resolves once it printed its first line (the URL or the socket). */
-function startCli(args) {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      const newline = out.indexOf('\n');
-      if (newline >= 0) resolve({ child, line: out.slice(0, newline) });
-    });
-    child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
-  });
-}
-
-async function stopCli(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** The host's occupied slots, as /metrics reports them. */
-async function occupied(url) {
-  const text = await (await fetch(new URL('/metrics', url))).text();
-  const match = /^mcp_sessions_occupied(?:\{[^}]*\})? (\d+)/m.exec(text);
-  return match ? Number(match[1]) : null;
-}
-
-/** echo one call after another on one keep-alive connection, timed here: p50, p99 (ms). */
-async function sequentialCalls(url, sessionId, seconds) {
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const body = JSON.stringify({
-    jsonrpc: '2.0',
-    id: 1,
-    method: 'tools/call',
-    params: { name: 'echo', arguments: { text: 'hello' } },
-  });
-  const headers = {
-    'content-type': 'application/json',
-    accept: 'application/json, text/event-stream',
-    'mcp-session-id': sessionId,
-    'mcp-protocol-version': '2025-11-25',
-    'content-length': String(Buffer.byteLength(body)),
-  };
-  const one = () =>
-    new Promise((resolve, reject) => {
-      const req = request(url, { method: 'POST', headers, agent }, (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
-  const times = [];
-  const until = performance.now() + seconds * 1000;
-  while (performance.now() < until) {
-    const t0 = performance.now();
-    await one();
-    times.push(performance.now() - t0);
-  }
-  agent.destroy();
-  times.sort((a, b) => a - b);
-  const at = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))];
-  return { p50Ms: at(0.5), p99Ms: at(0.99), perSecond: times.length / seconds };
-}
-
 const SERVE = ['--port', '0', '--threads', '1', '--quiet', '--max-sessions', String(CAP)];
+
+/** A host of the example server on the Redis, its private route on a free port. */
+async function serveOn(redis) {
+  return startCli([
+    'serve',
+    MODULE,
+    '--store',
+    redis.url,
+    '--advertise',
+    `http://127.0.0.1:${await freePort()}`,
+    ...SERVE,
+  ]);
+}
 
 /** One server of the given store, and what else it needs. */
 async function start(key) {
@@ -205,15 +135,7 @@ async function start(key) {
     };
   }
   const redis = await startRedis();
-  const { child, line } = await startCli([
-    'serve',
-    MODULE,
-    '--store',
-    redis.url,
-    '--advertise',
-    `http://127.0.0.1:${await freePort()}`,
-    ...SERVE,
-  ]);
+  const { child, line } = await serveOn(redis);
   return {
     url: line,
     redis,
@@ -315,31 +237,13 @@ await runBenchmark('hosts', async () => {
       const hosts = [];
       try {
         for (let i = 0; i < 2; i++) {
-          hosts.push(
-            await startCli([
-              'serve',
-              MODULE,
-              '--store',
-              redis.url,
-              '--advertise',
-              `http://127.0.0.1:${await freePort()}`,
-              ...SERVE,
-            ]),
-          );
+          hosts.push(await serveOn(redis));
         }
         const [owner, other] = hosts;
         await sleep(1_500); // every host has learned the others' addresses (heartbeat)
         const { sessions } = await load.call('open', { url: owner.line, count: 1, concurrency: 1 });
-        const result = {};
-        for (const [where, url] of [
-          ['owner', owner.line],
-          ['forwarded', other.line],
-          ['owner', owner.line],
-          ['forwarded', other.line],
-        ]) {
-          result[where] = await sequentialCalls(url, sessions[0], HOP_S);
-        }
-        hops.push({ rep, ...result, addedP50Ms: result.forwarded.p50Ms - result.owner.p50Ms });
+        const result = await measureHop(owner.line, other.line, sessions[0], HOP_S);
+        hops.push({ rep, ...result });
         console.log(
           `rep ${rep + 1}/${REPS} cross-host echo c=1: owner p50 ${fmt(result.owner.p50Ms, 3)} ms, forwarded p50 ${fmt(result.forwarded.p50Ms, 3)} ms`,
         );
@@ -370,19 +274,6 @@ await runBenchmark('hosts', async () => {
       String(mine.reduce((n, r) => n + r.non2xx + r.errors, 0)),
     ];
   });
-  const hopRows = [
-    [
-      'owner (no hop)',
-      cell(summary(hops.map((h) => h.owner.p50Ms)), 3),
-      cell(summary(hops.map((h) => h.owner.p99Ms)), 3),
-    ],
-    [
-      'forwarded to the owner host',
-      cell(summary(hops.map((h) => h.forwarded.p50Ms)), 3),
-      cell(summary(hops.map((h) => h.forwarded.p99Ms)), 3),
-    ],
-    ['added at p50', cell(summary(hops.map((h) => h.addedP50Ms)), 3), ''],
-  ];
   const overCap = Math.max(0, ...runs.map((r) => r.overCap));
   const echoRatio = summary(runs.filter((r) => r.key === 'redis').map((r) => ratio(r, 'echoPerSecond')));
   const perRequest = summary(runs.filter((r) => r.key === 'redis').map((r) => r.redisCommandsPerRequest));
@@ -410,8 +301,8 @@ await runBenchmark('hosts', async () => {
       },
       {
         title: `hosts: a cross-host hop (echo, c=1, ${HOP_S} s; two hosts on one Redis, all on this machine)`,
-        columns: ['sent to', 'p50 ms', 'p99 ms'],
-        rows: hopRows,
+        columns: ['sent to', 'p50 ms', 'p99 ms', 'req/s'],
+        rows: hopRows(hops, 'forwarded to the owner host'),
       },
     ],
     goals: [
