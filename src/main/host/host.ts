@@ -21,6 +21,7 @@ import { StreamGate } from '../../shared/deliver.js';
 import { BrokerError } from '../../shared/errors.js';
 import { Answers, type HttpAnswer, type JsonRpcId, refusalAnswer, sessionClosedError } from '../../shared/jsonrpc.js';
 import type { TaskResult, WireRequest } from '../../shared/messages.js';
+import { withTimeout } from '../../shared/timeout.js';
 import {
   type AdmitRequest,
   type Admitted,
@@ -275,6 +276,10 @@ export class SessionHost {
           () => undefined,
         )
         .catch(() => undefined);
+      return new BrokerError(
+        'ERR_FACTORY',
+        `the server factory did not finish within ${this.#opts.factoryTimeoutMs} ms`,
+      );
     });
     if (!server || typeof (server as { connect?: unknown }).connect !== 'function') {
       throw new TypeError('the server factory must return an McpServer or Server');
@@ -519,24 +524,4 @@ function singleId(ids: Set<RequestId>): JsonRpcId {
   if (ids.size !== 1) return null;
   const [id] = ids;
   return id ?? null;
-}
-
-/** Resolves like `promise`, or rejects after `ms` (then calls `onLate`). */
-function withTimeout<T>(promise: Promise<T>, ms: number, onLate: () => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      onLate();
-      reject(new BrokerError('ERR_FACTORY', `the server factory did not finish within ${ms} ms`));
-    }, ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }

@@ -9,6 +9,7 @@
  * errors show, and error messages are scrubbed of the password.
  */
 import { BrokerError } from '../../../shared/errors.js';
+import { withTimeout } from '../../../shared/timeout.js';
 
 export type RedisClientName = 'redis' | 'ioredis';
 
@@ -141,7 +142,7 @@ async function connectNodeRedis(url: string, timeoutMs: number): Promise<RedisCo
   commands.on('reconnecting', down);
   commands.on('end', down);
   try {
-    await withTimeout(Promise.all([commands.connect(), subscriber.connect()]), timeoutMs);
+    await withTimeout(Promise.all([commands.connect(), subscriber.connect()]), timeoutMs, () => noAnswer(timeoutMs));
   } catch (error) {
     commands.destroy();
     subscriber.destroy();
@@ -200,7 +201,7 @@ async function connectIoredis(url: string, timeoutMs: number): Promise<RedisConn
   });
   subscriber.on('smessage', (channel, message) => handlers.get(String(channel))?.(String(message)));
   try {
-    await withTimeout(Promise.all([commands.connect(), subscriber.connect()]), timeoutMs);
+    await withTimeout(Promise.all([commands.connect(), subscriber.connect()]), timeoutMs, () => noAnswer(timeoutMs));
   } catch (error) {
     commands.disconnect();
     subscriber.disconnect();
@@ -230,18 +231,6 @@ async function connectIoredis(url: string, timeoutMs: number): Promise<RedisConn
   };
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
+function noAnswer(ms: number): Error {
+  return new Error(`no answer within ${ms} ms`);
 }

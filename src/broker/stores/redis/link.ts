@@ -13,6 +13,7 @@
  */
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { isIP } from 'node:net';
+import { withTimeout } from '../../../shared/timeout.js';
 import type { ResolvedAdmissionOptions } from '../../options.js';
 import { type AuthorityMessage, type ProcessMessage, parseMessage } from '../../remote/protocol.js';
 import type { AuthorityLink, LinkPeer, Welcome } from '../remote/link.js';
@@ -266,9 +267,12 @@ export class RedisLink implements AuthorityLink {
       withTimeout(
         conn.call(['EVALSHA', sha, String(this.#keys.length), ...this.#keys, ...argv]),
         COMMAND_TIMEOUT_MS,
-        () =>
+        () => {
           // A connection that does not answer is as good as gone: fail closed (the store reconnects).
-          this.#down(),
+          this.#down();
+          return new Error(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`);
+        },
+        { unref: true },
       );
     let reply: unknown;
     try {
@@ -499,7 +503,12 @@ export class RedisLink implements AuthorityLink {
     if (!conn) return;
     if (this.#up && conn.ready) {
       // Leaves now if it holds nothing (the closes were sent first); else its liveness lapses.
-      await withTimeout(Promise.allSettled([...this.#inflight]), COMMAND_TIMEOUT_MS).catch(() => undefined);
+      await withTimeout(
+        Promise.allSettled([...this.#inflight]),
+        COMMAND_TIMEOUT_MS,
+        () => new Error('scripts still running'),
+        { unref: true },
+      ).catch(() => undefined);
       await this.#run('bye', { h: this.#host, url: this.listen.url }).catch(() => undefined);
     }
     this.#up = false;
@@ -521,24 +530,4 @@ function randomWords(): [number, number, number, number] {
 /** An error the store must not retry: it logs it and stops admitting (the process must be restarted). */
 function fatal(message: string): Error {
   return Object.assign(new Error(message), { fatal: true });
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      onTimeout?.();
-      reject(new Error(`Redis did not answer within ${ms} ms`));
-    }, ms);
-    timer.unref();
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }
