@@ -5,43 +5,22 @@
  * is gone, a rebuild from re-registered sessions when it is back, and
  * hostile or broken peers that change nothing. Also `serve --workers N`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { callFresh, initializeFresh } from './cluster-helpers.js';
-import { CLI, connect, firstLine, until } from './helpers.js';
+import { CliChildren, connect, exitOf, firstLine, until } from './helpers.js';
 
-const children: ChildProcess[] = [];
+const cli = new CliChildren();
+const run = (args: string[]) => cli.run(args);
 const dirs: string[] = [];
 
 afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-    }
-  }
+  await cli.killAll();
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
-
-function run(args: string[]): ChildProcess & { stderrText: () => string } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let err = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    err += chunk.toString();
-  });
-  return Object.assign(child, { stderrText: () => err });
-}
-
-function exitOf(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-}
 
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'mcpsb-test-'));

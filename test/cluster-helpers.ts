@@ -8,6 +8,7 @@ import { request } from 'node:http';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+import { expect } from 'vitest';
 import type { SessionEvent } from '../dist/main/index.js';
 import { ACCEPT, initializeBody, until } from './helpers.js';
 
@@ -152,4 +153,58 @@ export async function ownerPid(url: string, sessionId: string): Promise<number |
 /** The process index an id carries (its first two hex digits). */
 export function processOf(sessionId: string): number {
   return Number.parseInt(sessionId.slice(0, 2), 16);
+}
+
+/**
+ * The GET stream of a session, opened on `streamUrl` (a process or host that
+ * need not own it): notification "one", sent through `firstUrl`, arrives on
+ * it; then "two" is sent through `secondUrl`, and the stream is resumed on
+ * `streamUrl` `resumes` times after the id of the event that carried "one":
+ * each replay has "two" and not "one".
+ */
+export async function streamAndResume(options: {
+  readonly sessionId: string;
+  readonly streamUrl: string;
+  readonly firstUrl: string;
+  readonly secondUrl: string;
+  readonly resumes: number;
+}): Promise<void> {
+  const { sessionId, streamUrl } = options;
+  const headers = { 'mcp-session-id': sessionId, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION };
+  const stream = new AbortController();
+  const get = await fetch(streamUrl, { headers: { ...headers, accept: 'text/event-stream' }, signal: stream.signal });
+  expect(get.status).toBe(200);
+  expect(get.headers.get('content-type')).toMatch(/text\/event-stream/);
+  const reader = (get.body as ReadableStream<Uint8Array>).getReader();
+  expect((await callFresh(options.firstUrl, sessionId, 'notify', { text: 'one' })).status).toBe(200);
+  let text = '';
+  while (!text.includes('one')) text += new TextDecoder().decode((await reader.read()).value);
+  stream.abort();
+  // The id of the event that carried "one" (not of a priming event before it).
+  const carrying = text.split('\n\n').find((event) => event.includes('one')) ?? '';
+  const lastId = /^id: (.+)$/m.exec(carrying)?.[1];
+  expect(lastId, text).toBeTruthy();
+  expect((await callFresh(options.secondUrl, sessionId, 'notify', { text: 'two' })).status).toBe(200);
+  for (let i = 0; i < options.resumes; i++) {
+    const resumed = new AbortController();
+    // The stream just aborted ends at its owner a moment later, one hop away: until then the
+    // owner answers 409 (one GET stream per session), and a client tries again, as this does.
+    let again: Response | undefined;
+    for (let attempt = 0; attempt < 40; attempt++) {
+      again = await fetch(streamUrl, {
+        headers: { ...headers, accept: 'text/event-stream', 'last-event-id': lastId as string, connection: 'close' },
+        signal: resumed.signal,
+      });
+      if (again.status !== 409) break;
+      await again.body?.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    if (!again) throw new Error('no answer');
+    expect(again.status).toBe(200);
+    const r = (again.body as ReadableStream<Uint8Array>).getReader();
+    let replay = '';
+    while (!replay.includes('two')) replay += new TextDecoder().decode((await r.read()).value);
+    expect(replay, replay).not.toContain('"one"');
+    resumed.abort();
+  }
 }

@@ -5,7 +5,15 @@
  */
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ClusterApp, callFresh, fresh, initializeFresh, ownerPid, processOf } from './cluster-helpers.js';
+import {
+  ClusterApp,
+  callFresh,
+  fresh,
+  initializeFresh,
+  ownerPid,
+  processOf,
+  streamAndResume,
+} from './cluster-helpers.js';
 import { connect, initializeBody, until } from './helpers.js';
 
 let app: ClusterApp | undefined;
@@ -153,7 +161,6 @@ describe('node:cluster workers under one authority', () => {
     await session.client.close();
     const { sessionId } = await initializeFresh(a.url);
     const id = sessionId as string;
-    const headers = { 'mcp-session-id': id, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION };
     // Calls on new connections alternate between the workers; each SSE answer arrives whole.
     for (let i = 0; i < 4; i++) {
       const answer = await callFresh(a.url, id, 'echo', { text: `n${i}` });
@@ -161,42 +168,8 @@ describe('node:cluster workers under one authority', () => {
       expect(answer.text).toContain(`"text":"n${i}"`);
       expect(answer.headers['mcp-session-id'] ?? id).toBe(id);
     }
-    // A GET stream on one connection, its notifications sent through others; then a resumption.
-    const stream = new AbortController();
-    const get = await fetch(a.url, { headers: { ...headers, accept: 'text/event-stream' }, signal: stream.signal });
-    expect(get.status).toBe(200);
-    const reader = (get.body as ReadableStream<Uint8Array>).getReader();
-    expect((await callFresh(a.url, id, 'notify', { text: 'one' })).status).toBe(200);
-    let text = '';
-    while (!text.includes('one')) text += new TextDecoder().decode((await reader.read()).value);
-    stream.abort();
-    // The id of the event that carried "one" (not of a priming event before it).
-    const carrying = text.split('\n\n').find((event) => event.includes('one')) ?? '';
-    const lastId = /^id: (.+)$/m.exec(carrying)?.[1];
-    expect(lastId, text).toBeTruthy();
-    expect((await callFresh(a.url, id, 'notify', { text: 'two' })).status).toBe(200);
-    for (let i = 0; i < 2; i++) {
-      const resumed = new AbortController();
-      // The stream just aborted ends at its owner a moment later, one hop away: until then the
-      // owner answers 409 (one GET stream per session), and a client tries again, as this does.
-      let again: Response | undefined;
-      for (let attempt = 0; attempt < 40; attempt++) {
-        again = await fetch(a.url, {
-          headers: { ...headers, accept: 'text/event-stream', 'last-event-id': lastId as string, connection: 'close' },
-          signal: resumed.signal,
-        });
-        if (again.status !== 409) break;
-        await again.body?.cancel();
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-      if (!again) throw new Error('no answer');
-      expect(again.status).toBe(200);
-      const r = (again.body as ReadableStream<Uint8Array>).getReader();
-      let replay = '';
-      while (!replay.includes('two')) replay += new TextDecoder().decode((await r.read()).value);
-      expect(replay, replay).not.toContain('"one"');
-      resumed.abort();
-    }
+    // A GET stream on one connection, its notifications sent through others; then a resumption, twice.
+    await streamAndResume({ sessionId: id, streamUrl: a.url, firstUrl: a.url, secondUrl: a.url, resumes: 2 });
   });
 
   it('free the sessions of a worker killed with SIGKILL at once, with reason error; the others keep serving', async () => {

@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { initializeFresh } from './cluster-helpers.js';
-import { connect, firstLine } from './helpers.js';
+import { connect, exitOf, firstLine } from './helpers.js';
 
 let child: ChildProcess | undefined;
 afterEach(async () => {
@@ -19,11 +19,6 @@ afterEach(async () => {
   }
   child = undefined;
 });
-
-function exitOf(process: ChildProcess): Promise<number | null> {
-  if (process.exitCode !== null) return Promise.resolve(process.exitCode);
-  return new Promise((resolve) => process.once('exit', (code) => resolve(code)));
-}
 
 describe.each(['express', 'hono', 'fastify', 'cluster'])('examples/%s.js', (name) => {
   it('keeps its own routes and middleware, serves MCP with a bounded session count, stops on SIGTERM', async () => {

@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -233,4 +233,41 @@ export async function connectOnEveryThread(
     all.push(await own(await connect(served.url)));
   }
   throw new Error(`sessions did not spread over ${threads} threads`);
+}
+
+/** A CLI process started by `CliChildren.run`, with what it wrote on stderr so far. */
+export type CliChild = ChildProcess & { stderrText: () => string };
+
+/** The CLI processes of a test file: `run` starts one; `killAll` (in afterEach) SIGKILLs those still running. */
+export class CliChildren {
+  readonly #children: ChildProcess[] = [];
+
+  run(args: string[], env: NodeJS.ProcessEnv = {}): CliChild {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
+    this.#children.push(child);
+    let err = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+    });
+    return Object.assign(child, { stderrText: () => err });
+  }
+
+  async killAll(): Promise<void> {
+    for (const child of this.#children.splice(0)) {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+  }
+}
+
+/** A child's exit code once it has exited (null when a signal ended it). */
+export function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }

@@ -6,82 +6,51 @@
  * the faults: Redis unreachable at start, Redis lost while serving (and back
  * empty), a host that dies.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { callFresh, fresh, initializeFresh, ownerPid } from './cluster-helpers.js';
-import { CLI, FIXTURE, firstLine, until } from './helpers.js';
+import { callFresh, fresh, initializeFresh, ownerPid, streamAndResume } from './cluster-helpers.js';
+import { type CliChild, CliChildren, exitOf, FIXTURE, firstLine, until } from './helpers.js';
 import { freePort, REDIS_BINARY, REDIS_MISSING, RedisServer, uniqueNamespace } from './redis-helpers.js';
 
 const OPENSSL = spawnSync('openssl', ['version']).status === 0;
-const children: ChildProcess[] = [];
+const cli = new CliChildren();
+const run = (args: string[], env?: NodeJS.ProcessEnv) => cli.run(args, env);
 const servers: RedisServer[] = [];
 
-afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-    }
-  }
-});
+afterEach(() => cli.killAll());
 
 afterAll(async () => {
   for (const server of servers.splice(0)) await server.dispose();
 });
 
-type Host = ChildProcess & { url: string; advertise: string; stderrText: () => string };
+type Host = CliChild & { url: string; advertise: string };
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess & { stderrText: () => string } {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
-  });
-  children.push(child);
-  let err = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    err += chunk.toString();
-  });
-  return Object.assign(child, { stderrText: () => err });
+/**
+ * `serve` on the Redis at `store`, its private route on a free port, one
+ * handler thread, with `flags` (not waited for: a host that fails to start
+ * is a test too).
+ */
+async function serveStore(store: string, flags: string[], env?: NodeJS.ProcessEnv) {
+  const advertise = `http://127.0.0.1:${await freePort()}`;
+  const child = run(
+    ['serve', '--store', store, '--advertise', advertise, '--port', '0', '--threads', '1', ...flags],
+    env,
+  );
+  return Object.assign(child, { advertise });
 }
 
-function exitOf(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-}
-
+/** A host of the test server in `namespace`, once it is ready. */
 async function startHost(
   redis: string,
   namespace: string,
   limits: string[],
   env: NodeJS.ProcessEnv = {},
 ): Promise<Host> {
-  const advertise = `http://127.0.0.1:${await freePort()}`;
-  const child = run(
-    [
-      'serve',
-      FIXTURE.pathname,
-      '--store',
-      redis,
-      '--advertise',
-      advertise,
-      '--namespace',
-      namespace,
-      '--port',
-      '0',
-      '--threads',
-      '1',
-      '--quiet',
-      ...limits,
-    ],
-    env,
-  );
-  const url = await firstLine(child);
-  return Object.assign(child, { url, advertise });
+  const child = await serveStore(redis, [FIXTURE.pathname, '--namespace', namespace, '--quiet', ...limits], env);
+  return Object.assign(child, { url: await firstLine(child) });
 }
 
 async function startHosts(redis: string, count: number, limits: string[]): Promise<Host[]> {
@@ -170,40 +139,8 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
   it('streams SSE through another host: the GET stream on a non-owner, notifications, and a resumption after Last-Event-ID', async () => {
     const [a, b] = (await startHosts(shared.url, 2, ['--max-sessions', '10'])) as [Host, Host];
     const id = (await initializeFresh(a.url)).sessionId as string;
-    const headers = { 'mcp-session-id': id, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION };
-    // The GET stream opened on B (not the owner): the owner's notifications arrive through it.
-    const stream = new AbortController();
-    const get = await fetch(b.url, { headers: { ...headers, accept: 'text/event-stream' }, signal: stream.signal });
-    expect(get.status).toBe(200);
-    expect(get.headers.get('content-type')).toMatch(/text\/event-stream/);
-    const reader = (get.body as ReadableStream<Uint8Array>).getReader();
-    expect((await callFresh(b.url, id, 'notify', { text: 'one' })).status).toBe(200);
-    let text = '';
-    while (!text.includes('one')) text += new TextDecoder().decode((await reader.read()).value);
-    stream.abort();
-    const carrying = text.split('\n\n').find((event) => event.includes('one')) ?? '';
-    const lastId = /^id: (.+)$/m.exec(carrying)?.[1];
-    expect(lastId, text).toBeTruthy();
-    expect((await callFresh(a.url, id, 'notify', { text: 'two' })).status).toBe(200);
-    // Resumed on B with Last-Event-ID: only what came after it (the aborted stream may take a moment to end: 409 until then).
-    const resumed = new AbortController();
-    let again: Response | undefined;
-    for (let attempt = 0; attempt < 40; attempt++) {
-      again = await fetch(b.url, {
-        headers: { ...headers, accept: 'text/event-stream', 'last-event-id': lastId as string, connection: 'close' },
-        signal: resumed.signal,
-      });
-      if (again.status !== 409) break;
-      await again.body?.cancel();
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    if (!again) throw new Error('no answer');
-    expect(again.status).toBe(200);
-    const r = (again.body as ReadableStream<Uint8Array>).getReader();
-    let replay = '';
-    while (!replay.includes('two')) replay += new TextDecoder().decode((await r.read()).value);
-    expect(replay, replay).not.toContain('"one"');
-    resumed.abort();
+    // The GET stream opened on B (not the owner): the owner's notifications arrive through it; resumed on B.
+    await streamAndResume({ sessionId: id, streamUrl: b.url, firstUrl: b.url, secondUrl: a.url, resumes: 1 });
   });
 
   it('limits the creation rate exactly across hosts', async () => {
@@ -254,17 +191,7 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
 
   it('cannot reach Redis at start: one line, exit 1, no credentials shown', async () => {
     const port = await freePort();
-    const child = run([
-      'serve',
-      '--store',
-      `redis://someone:s3cret-pass@127.0.0.1:${port}/0`,
-      '--advertise',
-      `http://127.0.0.1:${await freePort()}`,
-      '--port',
-      '0',
-      '--threads',
-      '1',
-    ]);
+    const child = await serveStore(`redis://someone:s3cret-pass@127.0.0.1:${port}/0`, []);
     expect(await exitOf(child)).toBe(1);
     const err = child.stderrText().trim();
     expect(err.split('\n')).toHaveLength(1);
@@ -276,21 +203,7 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
   it('refuses to join a namespace that enforces other limits', async () => {
     const namespace = uniqueNamespace('mismatch');
     await startHost(shared.url, namespace, ['--max-sessions', '3']);
-    const child = run([
-      'serve',
-      '--store',
-      shared.url,
-      '--advertise',
-      `http://127.0.0.1:${await freePort()}`,
-      '--namespace',
-      namespace,
-      '--max-sessions',
-      '4',
-      '--port',
-      '0',
-      '--threads',
-      '1',
-    ]);
+    const child = await serveStore(shared.url, ['--namespace', namespace, '--max-sessions', '4']);
     expect(await exitOf(child)).toBe(1);
     expect(child.stderrText()).toContain('enforces other limits');
   });
@@ -316,17 +229,7 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
     expect((await initializeFresh(b.url)).status).toBe(503);
     expect(await status(b.url, id)).toBe(200);
     // A wrong password: one line, exit 1, neither password shown.
-    const wrong = run([
-      'serve',
-      '--store',
-      `redis://mcp:not-the-pass@127.0.0.1:${redis.port}/0`,
-      '--advertise',
-      `http://127.0.0.1:${await freePort()}`,
-      '--port',
-      '0',
-      '--threads',
-      '1',
-    ]);
+    const wrong = await serveStore(`redis://mcp:not-the-pass@127.0.0.1:${redis.port}/0`, []);
     expect(await exitOf(wrong)).toBe(1);
     expect(wrong.stderrText().trim().split('\n')).toHaveLength(1);
     for (const text of [wrong.stderrText(), a.stderrText(), b.stderrText()]) {
