@@ -80,11 +80,6 @@ export function parseAdvertise(advertise: unknown): { host: string; port: number
   return { host: isIP(bare) ? bare : '0.0.0.0', port: Number(url.port), url: `http://${url.host}` };
 }
 
-interface ScriptReply {
-  readonly result: Record<string, unknown>;
-  readonly messages: ReadonlyArray<readonly [host: number, json: string]>;
-}
-
 export class RedisLink implements AuthorityLink {
   readonly label: string;
   readonly listen: { readonly host: string; readonly port: number; readonly url: string };
@@ -156,7 +151,7 @@ export class RedisLink implements AuthorityLink {
     if (!this.#conn.ready) throw new Error('Redis is not reachable');
     this.#epoch = randomBytes(6).toString('hex');
     for (const name of Object.keys(SCRIPTS) as ScriptName[]) await this.#load(name);
-    const { result } = await this.#run('hello', {
+    const result = await this.#run('hello', {
       url: this.listen.url,
       ttl: this.#livenessMs,
       config: this.#config,
@@ -217,7 +212,7 @@ export class RedisLink implements AuthorityLink {
 
   async #heartbeat(): Promise<void> {
     try {
-      const { result } = await this.#run('heartbeat', { h: this.#host, url: this.listen.url, ttl: this.#livenessMs });
+      const result = await this.#run('heartbeat', { h: this.#host, url: this.listen.url, ttl: this.#livenessMs });
       if (result.t === 'gone') {
         this.#peer?.log(
           '[mcp-session-broker] Redis no longer knows this host (restarted, or its liveness lapsed): registering again',
@@ -259,7 +254,7 @@ export class RedisLink implements AuthorityLink {
   }
 
   /** Runs a script by SHA (loading it again after NOSCRIPT: a restart or failover empties the cache). */
-  async #run(name: ScriptName, args: Record<string, unknown>): Promise<ScriptReply> {
+  async #run(name: ScriptName, args: Record<string, unknown>): Promise<Record<string, unknown>> {
     const conn = this.#conn;
     if (!conn) throw new Error('Redis is not connected');
     const argv = [this.#now ? String(Math.floor(this.#now())) : '', JSON.stringify(args)];
@@ -282,20 +277,20 @@ export class RedisLink implements AuthorityLink {
       reply = await call(await this.#load(name));
     }
     const parts = (reply as unknown[]).map(String);
-    const messages: [number, string][] = [];
-    for (let i = 1; i + 1 < parts.length; i += 2) messages.push([Number(parts[i]), parts[i + 1] as string]);
-    const result = JSON.parse(parts[0] as string) as Record<string, unknown>;
-    for (const [host, json] of messages) {
+    // [result, host, message, host, message, ...]: each message goes to its host's channel (to this one directly).
+    for (let i = 1; i + 1 < parts.length; i += 2) {
+      const host = Number(parts[i]);
+      const json = parts[i + 1] as string;
       if (host === this.#host) this.#fromChannel(json);
       else void conn.call(['SPUBLISH', `${this.#prefix}h:${host}`, json]).catch(() => undefined);
     }
-    return { result, messages };
+    return JSON.parse(parts[0] as string) as Record<string, unknown>;
   }
 
   /** Runs a script whose answer nobody waits for; a failure is the connection's (its status says so). */
   #fire(name: ScriptName, args: Record<string, unknown>): void {
     const running = this.#run(name, args).then(
-      ({ result }) => {
+      (result) => {
         if (result.t === 'gone') this.#down();
       },
       (error: Error) => this.#report(name, error),
@@ -399,13 +394,13 @@ export class RedisLink implements AuthorityLink {
     const answer = (m: AuthorityMessage) => this.#peer?.receive(m);
     let result: Record<string, unknown>;
     try {
-      ({ result } = await this.#run('admit', {
+      result = await this.#run('admit', {
         h: this.#host,
         e: this.#epoch,
         seq,
         c: clientField(message.clientKey),
         o: message.owner,
-      }));
+      });
     } catch (error) {
       this.#report('admit', error as Error);
       answer({ type: 'refused', seq, reason: 'unavailable', retryAfterMs: 1_000 });
@@ -436,7 +431,7 @@ export class RedisLink implements AuthorityLink {
     if (!this.#waits.has(seq)) return;
     let result: Record<string, unknown> = { t: 'gone' };
     try {
-      ({ result } = await this.#run('abandon', { h: this.#host, e: this.#epoch, seq }));
+      result = await this.#run('abandon', { h: this.#host, e: this.#epoch, seq });
     } catch {
       // Unreachable now: the store refused it already (fail closed), or will below.
     }
@@ -465,7 +460,7 @@ export class RedisLink implements AuthorityLink {
   async #stats(seq: number): Promise<void> {
     let stats: Record<string, number> = {};
     try {
-      const { result } = await this.#run('stats', { h: this.#host });
+      const result = await this.#run('stats', { h: this.#host });
       if (result.t === 'stats') stats = result.stats as Record<string, number>;
     } catch {
       // Answered empty: the store falls back to its own counts.

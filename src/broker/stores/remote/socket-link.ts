@@ -4,6 +4,7 @@
  */
 import { createConnection, type Socket } from 'node:net';
 import {
+  type AuthorityMessage,
   encodeFrame,
   FrameDecoder,
   type Message,
@@ -80,12 +81,8 @@ export class SocketLink implements AuthorityLink {
             resolve(message);
             continue;
           }
-          if (message.type === 'welcome' || !isAuthorityMessage(message)) {
-            this.#log(`[mcp-session-broker] the session authority sent ${message.type}: dropping the connection`);
-            socket.destroy();
-            return;
-          }
-          peer.receive(message);
+          // A message no authority sends (a process's, a second welcome) is refused by the store, which ends the link.
+          peer.receive(message as AuthorityMessage);
         }
       });
       socket.on('error', (error) => {
@@ -126,10 +123,4 @@ export class SocketLink implements AuthorityLink {
   async close(): Promise<void> {
     this.#socket?.end();
   }
-}
-
-const FROM_AUTHORITY = new Set(['admitted', 'refused', 'close', 'stats-result']);
-
-function isAuthorityMessage(message: Message): message is Exclude<Message, ProcessMessage> {
-  return FROM_AUTHORITY.has(message.type);
 }
