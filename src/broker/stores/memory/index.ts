@@ -5,6 +5,7 @@
  * exactly without locks: every decision is made synchronously on this thread,
  * and a slot is freed only when the owner confirms its transport is closed.
  */
+
 import { randomFillSync } from 'node:crypto';
 import {
   B_CLOSED_TOTAL,
@@ -56,6 +57,7 @@ import {
 } from '../../../shared/types.js';
 import { type ResolvedAdmissionOptions, unresponsiveAfterMs } from '../../options.js';
 import type { CloseVeto, SessionCloser, SessionEventListener, SessionStore, StoreFactory } from '../../store.js';
+import { EmptyWait, emitLater } from '../common.js';
 import { ItemHeap, SlotHeap } from './heaps.js';
 import { RateWindow } from './rate-window.js';
 
@@ -191,7 +193,7 @@ export class MemoryStore implements SessionStore {
   readonly #clientPrev: Int32Array;
   readonly #clientNext: Int32Array;
   readonly #sweepTimer: NodeJS.Timeout | undefined;
-  readonly #closedWaiters = new Set<() => void>();
+  readonly #empty = new EmptyWait();
   /**
    * Live slots by a lower bound on when each can expire (idle or lifetime);
    * undefined when neither timeout is on. Last-seen times move later behind
@@ -448,17 +450,8 @@ export class MemoryStore implements SessionStore {
     }
   }
 
-  /** Listeners run outside the store's bookkeeping: a throwing listener cannot leave it half-done. */
   #emit(event: SessionEvent): void {
-    const listener = this.#onEvent;
-    if (!listener) return;
-    queueMicrotask(() => {
-      try {
-        listener(event);
-      } catch (error) {
-        console.error('[mcp-session-broker] session event listener failed:', error);
-      }
-    });
+    emitLater(this.#onEvent, event);
   }
 
   #refuse(reason: RejectReason, retryAfterMs: number): Refused {
@@ -1016,9 +1009,7 @@ export class MemoryStore implements SessionStore {
       });
     }
     this.#grant(ref.slot);
-    if (Atomics.load(header, H_OCCUPIED) === 0) {
-      for (const notify of this.#closedWaiters) notify();
-    }
+    this.#empty.settled(Atomics.load(header, H_OCCUPIED) === 0);
   }
 
   ownerGone(owner: number): void {
@@ -1190,17 +1181,7 @@ export class MemoryStore implements SessionStore {
         this.#askOwner(slot, Atomics.load(words, slot * SLOT_I32 + S_GEN) >>> 0, 'shutdown');
       }
     }
-    if (Atomics.load(header, H_OCCUPIED) === 0) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#closedWaiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      timer.unref();
-      this.#closedWaiters.add(done);
-    });
+    if (Atomics.load(header, H_OCCUPIED) > 0) await this.#empty.wait(timeoutMs);
   }
 }
 

@@ -11,6 +11,7 @@
  * sessions this process owns keep being served and expire here; the store
  * reconnects with backoff and re-registers what it owns.
  */
+
 import { BrokerError } from '../../../shared/errors.js';
 import {
   B_CLOSED_TOTAL,
@@ -61,6 +62,7 @@ import {
   type RegisteredSession,
 } from '../../remote/protocol.js';
 import type { RouteInfo, SessionCloser, SessionStore, StoreContext, StoreFactory } from '../../store.js';
+import { EmptyWait, emitLater } from '../common.js';
 import type { AuthorityLink, Welcome } from './link.js';
 import { SocketLink } from './socket-link.js';
 
@@ -114,7 +116,7 @@ export class RemoteStore implements SessionStore {
   #retryMs = RETRY_MIN_MS;
   #retryTimer: NodeJS.Timeout | undefined;
   readonly #sweepTimer: NodeJS.Timeout;
-  readonly #closedWaiters = new Set<() => void>();
+  readonly #empty = new EmptyWait();
   /** Slots whose eviction was vetoed as busy: the authority is told when their request ends. */
   readonly #vetoedBusy = new Set<number>();
   /** Per slot, the last-seen time last reported to the authority. */
@@ -609,7 +611,7 @@ export class RemoteStore implements SessionStore {
         at: Date.now(),
       });
     }
-    if (Atomics.load(header, H_OCCUPIED) === 0) for (const notify of this.#closedWaiters) notify();
+    this.#empty.settled(Atomics.load(header, H_OCCUPIED) === 0);
   }
 
   ownerGone(owner: number): void {
@@ -648,14 +650,7 @@ export class RemoteStore implements SessionStore {
   }
 
   #emit(event: SessionEvent): void {
-    const listener = this.#context.onEvent;
-    queueMicrotask(() => {
-      try {
-        listener(event);
-      } catch (error) {
-        console.error('[mcp-session-broker] session event listener failed:', error);
-      }
-    });
+    emitLater(this.#context.onEvent, event);
   }
 
   // ---- stats and shutdown ---------------------------------------------------------
@@ -723,18 +718,7 @@ export class RemoteStore implements SessionStore {
         this.close({ slot, gen: Atomics.load(words, base + S_GEN) >>> 0 }, 'shutdown');
       }
     }
-    if (Atomics.load(header, H_OCCUPIED) > 0) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.#closedWaiters.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, timeoutMs);
-        timer.unref();
-        this.#closedWaiters.add(done);
-      });
-    }
+    if (Atomics.load(header, H_OCCUPIED) > 0) await this.#empty.wait(timeoutMs);
     // The closes reach the authority before the connection ends (they were sent first).
     await this.#link.close();
     this.#lost();
