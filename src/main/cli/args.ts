@@ -97,6 +97,18 @@ export class UsageError extends Error {}
 /** serve() options (`--auth MODULE` is `authModule`), and `--workers`. */
 export type CliServeOptions = ServeOptions & { workers?: number };
 
+/** The admission limit flags, which `serve` and `broker` share. */
+const ADMISSION_FLAGS = {
+  'max-sessions': { type: 'string' },
+  evict: { type: 'string' },
+  rate: { type: 'string' },
+  'idle-timeout': { type: 'string' },
+  'max-lifetime': { type: 'string' },
+  'busy-timeout': { type: 'string' },
+  'per-client-max': { type: 'string' },
+  'per-client-rate': { type: 'string' },
+} as const;
+
 export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'version' {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -109,12 +121,7 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       threads: { type: 'string' },
       'stall-timeout': { type: 'string' },
       listeners: { type: 'string' },
-      'max-sessions': { type: 'string' },
-      evict: { type: 'string' },
-      rate: { type: 'string' },
-      'idle-timeout': { type: 'string' },
-      'max-lifetime': { type: 'string' },
-      'busy-timeout': { type: 'string' },
+      ...ADMISSION_FLAGS,
       'max-body': { type: 'string' },
       'max-in-flight': { type: 'string' },
       'max-connections': { type: 'string' },
@@ -128,8 +135,6 @@ export function parseServeArgs(argv: string[]): CliServeOptions | 'help' | 'vers
       'resume-bytes': { type: 'string' },
       'resume-total': { type: 'string' },
       auth: { type: 'string' },
-      'per-client-max': { type: 'string' },
-      'per-client-rate': { type: 'string' },
       'trust-proxy': { type: 'string' },
       'allowed-hosts': { type: 'string' },
       'allowed-origins': { type: 'string' },
@@ -264,17 +269,6 @@ function admissionFlags(values: Record<string, string | boolean | undefined>): P
   }
   return out;
 }
-
-const ADMISSION_FLAGS = {
-  'max-sessions': { type: 'string' },
-  evict: { type: 'string' },
-  rate: { type: 'string' },
-  'idle-timeout': { type: 'string' },
-  'max-lifetime': { type: 'string' },
-  'busy-timeout': { type: 'string' },
-  'per-client-max': { type: 'string' },
-  'per-client-rate': { type: 'string' },
-} as const;
 
 /** `mcp-session-broker broker` options. */
 export interface CliBrokerOptions extends StandaloneAuthorityOptions {
