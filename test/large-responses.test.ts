@@ -10,7 +10,7 @@ import { LATEST_PROTOCOL_VERSION, LoggingMessageNotificationSchema } from '@mode
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { Served } from '../dist/main/index.js';
-import { ACCEPT, alive, connect, rawCall, rawInitialize, start, until } from './helpers.js';
+import { ACCEPT, alive, connect, rawCall, rawInitialize, settled, start, until } from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -171,6 +171,8 @@ describe('a client that reads nothing', () => {
     if (!sessionId) throw new Error('no session');
     const found = s.broker.index.lookup(sessionId);
     if (!found.ok) throw new Error('not found');
+    // The initialize's own request may still be in flight after its answer was read: the wait below is for the call's.
+    await settled(s, sessionId);
     // ~40 MB of notifications to a client that never reads.
     const body = JSON.stringify({
       jsonrpc: '2.0',
