@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore, resolveAdmissionOptions } from '../dist/broker/index.js';
 import type { Served } from '../dist/main/index.js';
-import { initializeBody, post, start, until } from './helpers.js';
+import { inFlight, initializeBody, post, rawCall, rawInitialize, start, until } from './helpers.js';
 
 /** A store at capacity 1 whose owners never confirm a close: an admission beyond it waits. */
 function storeOfOne() {
@@ -109,11 +109,20 @@ describe('the HTTP answers of those refusals', () => {
     const text = await (await fetch(served.metricsUrl)).text();
     expect(text).toContain('mcp_session_admissions_rejected_total{reason="shutting_down"} 0');
     expect(text).toContain('mcp_session_admissions_rejected_total{reason="owner_gone"} 0');
-    void served.broker.close({ timeoutMs: 1000 });
-    // The broker is closing while the listener still accepts: the endpoint answers for it.
-    const { status, retryAfter, body } = await initialize(served.url);
+    // A call in flight holds the shutdown in its drain, so the listener is certainly still up (with no
+    // request in flight the shutdown can end, and close the connections, before the initialize arrives).
+    const s = served;
+    const { sessionId } = await rawInitialize(s.url);
+    if (!sessionId) throw new Error('no session id');
+    const call = rawCall(s.url, sessionId, 'sleep', { ms: 1500 });
+    await inFlight(s, sessionId);
+    const closing = s.broker.close({ timeoutMs: 5000 });
+    const { status, retryAfter, body } = await initialize(s.url);
     expect(status).toBe(503);
     expect(retryAfter).toBe('1');
     expect(body.error?.data?.reason).toBe('shutting_down');
+    // The call that held the drain was answered, not cut off.
+    expect((await call).status).toBe(200);
+    await closing;
   });
 });
