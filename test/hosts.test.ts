@@ -13,7 +13,15 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { callFresh, fresh, initializeFresh, ownerPid, streamAndResume } from './cluster-helpers.js';
 import { type CliChild, CliChildren, exitOf, FIXTURE, firstLine, until } from './helpers.js';
-import { freePort, REDIS_BINARY, REDIS_MISSING, RedisServer, uniqueNamespace } from './redis-helpers.js';
+import {
+  freePort,
+  injectGhosts,
+  occupiedIn,
+  REDIS_BINARY,
+  REDIS_MISSING,
+  RedisServer,
+  uniqueNamespace,
+} from './redis-helpers.js';
 
 const OPENSSL = spawnSync('openssl', ['version']).status === 0;
 const cli = new CliChildren();
@@ -61,14 +69,6 @@ async function startHosts(redis: string, count: number, limits: string[]): Promi
 }
 
 /** The namespace's occupied count, straight from Redis (live + closing). */
-async function occupiedIn(redis: { sendCommand(args: string[]): Promise<unknown> }, namespace: string) {
-  const values = (await redis.sendCommand(['HMGET', `{mcpsb:${namespace}}:meta`, 'live', 'closing'])) as (
-    | string
-    | null
-  )[];
-  return values.reduce((sum, v) => sum + Number(v ?? 0), 0);
-}
-
 async function status(url: string, id: string): Promise<number> {
   return (await callFresh(url, id, 'echo', { text: 'x' })).status;
 }
@@ -299,21 +299,11 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
     const probe = createClient({ url: shared.url });
     await probe.connect();
     // A session Redis counts for this host in slot 1 that the host never heard of (its grant was lost).
-    const [seconds] = (await probe.sendCommand(['TIME'])) as string[];
-    const born = Number(seconds) * 1000 - 60_000;
-    const key = (name: string) => `{mcpsb:${namespace}}:${name}`;
-    const record = { g: 1, h: index, o: 0, c: 'Z2hvc3Q', b: born, s: born, st: 'L', q: 1000 };
-    await probe.sendCommand(['HSET', key('sess'), '1', JSON.stringify(record)]);
-    await probe.sendCommand(['HSET', key('meta'), 'next', '2']);
-    await probe.sendCommand(['HINCRBY', key('meta'), 'live', '1']);
-    await probe.sendCommand(['ZADD', key('fifo'), '1000', '1']);
-    await probe.sendCommand(['ZADD', key('seen'), String(born), '1']);
-    await probe.sendCommand(['ZADD', key('hsess'), '0', `${String(index).padStart(3, '0')}:00000001`]);
-    expect(await occupiedIn(probe, namespace)).toBe(2);
+    expect(await injectGhosts(probe, namespace, index, [1])).toBe(2);
     expect((await initializeFresh(host.url)).status).toBe(503);
     // Within one reconcile (every 5 s) the ghost is freed; the host's own session stays.
     await until(async () => (await occupiedIn(probe, namespace)) === 1, 8_000, 'the reconcile');
-    expect(await probe.sendCommand(['HEXISTS', key('sess'), '1'])).toBe(0);
+    expect(await probe.sendCommand(['HEXISTS', `{mcpsb:${namespace}}:sess`, '1'])).toBe(0);
     await probe.close();
     expect(await status(host.url, real)).toBe(200);
     expect((await initializeFresh(host.url)).status).toBe(200);

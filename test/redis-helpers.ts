@@ -117,3 +117,52 @@ let namespaces = 0;
 export function uniqueNamespace(label: string): string {
   return `t-${label}-${process.pid}-${Date.now().toString(36)}-${++namespaces}`;
 }
+
+/** What the tests' Redis probes need of a client: one raw command. */
+export interface RedisProbe {
+  sendCommand(args: string[]): Promise<unknown>;
+}
+
+/**
+ * Writes into Redis, in one step (no script of the store's runs between),
+ * live sessions that `host` never heard of (as lost grants would leave them)
+ * in `slots`, born a minute ago by Redis time: only a reconcile can free
+ * them. Answers the namespace's live count right after.
+ */
+export async function injectGhosts(
+  probe: RedisProbe,
+  namespace: string,
+  host: number,
+  slots: number[],
+): Promise<number> {
+  const key = (name: string) => `{mcpsb:${namespace}}:${name}`;
+  const script = `
+local t = redis.call('TIME')
+local born = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - 60000
+local host = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local slot = tonumber(ARGV[i])
+  local order = 1000000 + slot
+  redis.call('HSET', KEYS[1], slot, cjson.encode({ g = 1, h = host, o = 0, c = 'Z2hvc3Q', b = born, s = born, st = 'L', q = order }))
+  redis.call('ZREM', KEYS[3], slot)
+  if slot >= tonumber(redis.call('HGET', KEYS[2], 'next') or '0') then redis.call('HSET', KEYS[2], 'next', slot + 1) end
+  redis.call('HINCRBY', KEYS[2], 'live', 1)
+  redis.call('ZADD', KEYS[4], order, slot)
+  redis.call('ZADD', KEYS[5], born, slot)
+  redis.call('ZADD', KEYS[6], 0, string.format('%03d:%08d', host, slot))
+end
+return tonumber(redis.call('HGET', KEYS[2], 'live'))`;
+  const keys = ['sess', 'meta', 'free', 'fifo', 'seen', 'hsess'].map(key);
+  return Number(
+    await probe.sendCommand(['EVAL', script, String(keys.length), ...keys, String(host), ...slots.map(String)]),
+  );
+}
+
+/** Sessions Redis counts in the namespace (live and closing). */
+export async function occupiedIn(probe: RedisProbe, namespace: string): Promise<number> {
+  const values = (await probe.sendCommand(['HMGET', `{mcpsb:${namespace}}:meta`, 'live', 'closing'])) as (
+    | string
+    | null
+  )[];
+  return values.reduce((sum, v) => sum + Number(v ?? 0), 0);
+}

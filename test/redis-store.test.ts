@@ -6,9 +6,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openIndex, resolveAdmissionOptions, type StoreFactory } from '../dist/broker/index.js';
 import { createStore as createRedisStore, type RedisStoreOptions } from '../dist/broker/stores/redis/index.js';
-import type { SessionRef } from '../dist/shared/types.js';
+import type { Admitted, SessionRef } from '../dist/shared/types.js';
 import { until } from './helpers.js';
-import { REDIS_BINARY, REDIS_MISSING, RedisServer, SHARED_REDIS, uniqueNamespace } from './redis-helpers.js';
+import {
+  injectGhosts,
+  occupiedIn,
+  REDIS_BINARY,
+  REDIS_MISSING,
+  RedisServer,
+  SHARED_REDIS,
+  uniqueNamespace,
+} from './redis-helpers.js';
 import { runStoreSuite } from './store.case.js';
 
 let server: RedisServer | undefined;
@@ -53,6 +61,62 @@ describe.skipIf(REDIS_MISSING !== undefined)('redis store', () => {
 
   runStoreSuite({ name: 'redis (a host sharing a Redis)', createStore: factory('redis'), settle });
   runStoreSuite({ name: 'redis via the ioredis adapter', createStore: factory('ioredis'), settle });
+
+  it('reconciles page by page: frees what Redis holds for a host that does not own it in every page, keeps the rest', async () => {
+    const namespace = uniqueNamespace('pages');
+    const store = await createRedisStore({
+      admission: resolveAdmissionOptions({ maxSessions: 1000, evict: 'none' }),
+      lanes: 1,
+      manualClock: false,
+      stallTimeoutMs: 0,
+      now: () => Date.now(),
+      closer: async () => undefined,
+      onEvent: () => undefined,
+      storeOptions: storeOptions(namespace, { reconcileMs: 100 }),
+    });
+    const { createClient } = await import('redis');
+    const probe = createClient({ url });
+    await probe.connect();
+    try {
+      // 700 sessions in slots 0-699.
+      const held: Admitted[] = [];
+      for (let i = 0; i < 700; i++) {
+        const admitted = await store.admit({ clientKey: `c${i % 7}`, owner: 1 });
+        if (!admitted.ok) throw new Error(`refused: ${admitted.reason}`);
+        held.push(admitted);
+      }
+      const host = Number.parseInt((held[0] as Admitted).id.slice(0, 2), 16);
+      // These become ghosts: Redis holds them for this host (a minute old, past the reconcile's grace), it
+      // does not. The host then owns 695 sessions, listed in pages of 256: slots 1-256, 258-514 (without
+      // 300), 516-698. So the ghosts sit at the start of the first page's range (0), just past a page's last
+      // session (257, 515), inside a page (300), at the end (699), and past every session (850).
+      const ghosts = [0, 257, 300, 515, 699];
+      for (const slot of ghosts) {
+        const own = held.find((a) => a.slot === slot) as Admitted;
+        store.closed(own, 'deleted');
+      }
+      await until(async () => (await occupiedIn(probe, namespace)) === 700 - ghosts.length, 5000, 'the closes');
+      expect(await injectGhosts(probe, namespace, host, [...ghosts, 850])).toBe(701);
+
+      // The reconcile (every 100 ms here) frees every ghost, whichever page its slot falls in.
+      await until(async () => (await occupiedIn(probe, namespace)) === 700 - ghosts.length, 5000, 'the reconcile');
+      // A few more reconciles later, every session the host owns is still its own, live, in Redis.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await occupiedIn(probe, namespace)).toBe(700 - ghosts.length);
+      for (const slot of [...ghosts, 850])
+        expect(await probe.sendCommand(['HEXISTS', `{mcpsb:${namespace}}:sess`, String(slot)])).toBe(0);
+      const kept = held.filter((a) => !ghosts.includes(a.slot));
+      for (const a of kept) {
+        const record = JSON.parse(
+          String(await probe.sendCommand(['HGET', `{mcpsb:${namespace}}:sess`, String(a.slot)])),
+        );
+        expect(record).toMatchObject({ h: host, g: a.gen, st: 'L' });
+      }
+    } finally {
+      await probe.close();
+      await store.shutdown(0);
+    }
+  });
 
   describe('two hosts in one namespace', () => {
     /** A host's store on the shared fake clock, whose owner closes only when told. */

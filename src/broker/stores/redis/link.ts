@@ -50,6 +50,8 @@ const HEARTBEAT_MS = 1_000;
 const COMMAND_TIMEOUT_MS = 5_000;
 /** An admission whose wait was abandoned but whose answer may be on its way gets this long more, ms. */
 const LATE_ANSWER_MS = 2_000;
+/** Sessions per reconcile script (each page also names the slots it covers). */
+const RECONCILE_PAGE = 256;
 const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** Checks the Redis store's options (before a worker is started with them). */
@@ -96,6 +98,7 @@ export class RedisLink implements AuthorityLink {
   #host = 0;
   #channel: string | undefined;
   #up = false;
+  #reconciling = false;
   #closed = false;
   /** This connection's epoch: waiting admissions are named with it (a host index taken again never meets them). */
   #epoch = '';
@@ -198,7 +201,7 @@ export class RedisLink implements AuthorityLink {
     };
     every(HEARTBEAT_MS, () => void this.#heartbeat());
     every(this.#options.sweepIntervalMs ?? 1_000, () => this.#fire('sweep', { h: this.#host }));
-    every(this.#options.reconcileMs ?? 5_000, () => this.#reconcile());
+    every(this.#options.reconcileMs ?? 5_000, () => void this.#reconcile());
   }
 
   /** The connection dropped, or Redis forgot this host: the store fails closed and reconnects. */
@@ -211,9 +214,11 @@ export class RedisLink implements AuthorityLink {
   }
 
   async #heartbeat(): Promise<void> {
+    const epoch = this.#epoch;
     try {
       const result = await this.#run('heartbeat', { h: this.#host, url: this.listen.url, ttl: this.#livenessMs });
       if (result.t === 'gone') {
+        if (epoch !== this.#epoch) return;
         this.#peer?.log(
           '[mcp-session-broker] Redis no longer knows this host (restarted, or its liveness lapsed): registering again',
         );
@@ -232,17 +237,45 @@ export class RedisLink implements AuthorityLink {
     for (let i = 0; i + 1 < hosts.length; i += 2) this.#directory.set(Number(hosts[i]), String(hosts[i + 1]));
   }
 
-  #reconcile(): void {
+  /**
+   * "This is all I own", page by page: each script gets at most
+   * RECONCILE_PAGE sessions and the range of slots they cover (the last page
+   * runs to the end), so no script holds Redis for long and no argument
+   * grows with the cap. Each page is read just before its script runs (a
+   * session closed meanwhile is not listed, and not registered again). One
+   * reconcile at a time.
+   */
+  async #reconcile(): Promise<void> {
     const peer = this.#peer;
-    if (!peer) return;
-    const sessions = peer.owned().map((s) => ({
-      slot: s.slot,
-      gen: s.gen,
-      c: clientField(s.clientKey),
-      createdAgoMs: s.createdAgoMs,
-      seenAgoMs: s.seenAgoMs,
-    }));
-    this.#fire('register', { h: this.#host, sessions, complete: true, grace: this.#options.reconcileMs ?? 5_000 });
+    if (!peer || this.#reconciling) return;
+    this.#reconciling = true;
+    const epoch = this.#epoch;
+    const grace = this.#options.reconcileMs ?? 5_000;
+    try {
+      for (let from = 0; ; ) {
+        const page = peer.owned(from, RECONCILE_PAGE);
+        const last = page.length < RECONCILE_PAGE;
+        const to = last ? undefined : (page[page.length - 1] as { slot: number }).slot;
+        const sessions = page.map((s) => ({
+          slot: s.slot,
+          gen: s.gen,
+          c: clientField(s.clientKey),
+          createdAgoMs: s.createdAgoMs,
+          seenAgoMs: s.seenAgoMs,
+        }));
+        const result = await this.#run('register', { h: this.#host, sessions, complete: true, from, to, grace });
+        if (result.t === 'gone') {
+          if (epoch === this.#epoch) this.#down();
+          return;
+        }
+        if (to === undefined || !this.#up || epoch !== this.#epoch) return;
+        from = to + 1;
+      }
+    } catch (error) {
+      this.#report('register', error as Error);
+    } finally {
+      this.#reconciling = false;
+    }
   }
 
   // ---- scripts --------------------------------------------------------------------
@@ -289,9 +322,11 @@ export class RedisLink implements AuthorityLink {
 
   /** Runs a script whose answer nobody waits for; a failure is the connection's (its status says so). */
   #fire(name: ScriptName, args: Record<string, unknown>): void {
+    const epoch = this.#epoch;
     const running = this.#run(name, args).then(
       (result) => {
-        if (result.t === 'gone') this.#down();
+        // A 'gone' from before a reconnect is about the connection that already ended, not this one.
+        if (result.t === 'gone' && epoch === this.#epoch) this.#down();
       },
       (error: Error) => this.#report(name, error),
     );
@@ -391,12 +426,13 @@ export class RedisLink implements AuthorityLink {
 
   async #admit(message: Extract<ProcessMessage, { type: 'admit' }>): Promise<void> {
     const { seq } = message;
+    const epoch = this.#epoch;
     const answer = (m: AuthorityMessage) => this.#peer?.receive(m);
     let result: Record<string, unknown>;
     try {
       result = await this.#run('admit', {
         h: this.#host,
-        e: this.#epoch,
+        e: epoch,
         seq,
         c: clientField(message.clientKey),
         o: message.owner,
@@ -422,7 +458,7 @@ export class RedisLink implements AuthorityLink {
       }
       default:
         answer({ type: 'refused', seq, reason: 'unavailable', retryAfterMs: 1_000 });
-        this.#down();
+        if (epoch === this.#epoch) this.#down();
     }
   }
 

@@ -34,9 +34,10 @@
  *
  * Bounds: every structure holds at most one entry per slot (capacity), per
  * host (255), per client holding a session, or per creation in a rate
- * window; a script looks at most WALK entries of any index per call, except
- * `register`, which takes every session its host lists (a host's reconcile
- * every few seconds is one script over all it owns: O(its sessions)).
+ * window; a script looks at most WALK entries of any index per call, and
+ * `register` at most the sessions its host lists (256 per call: a host
+ * reconciles what it owns page by page, each page a range of slots) plus
+ * WALK.
  */
 
 export const KEY_NAMES = [
@@ -604,8 +605,11 @@ for _, s in ipairs(a.sessions) do
   end
 end
 if a.complete then
-  local p = string.format('%03d:', a.h)
-  for _, m in ipairs(redis.call('ZRANGEBYLEX', K_HSESS, '[' .. p, '(' .. string.format('%03d;', a.h))) do
+  -- This page is all the host owns in slots from..to (to absent: to the end); a ghost walk past
+  -- what it lists is bounded too (more ghosts wait for the next reconcile).
+  local hi = '(' .. string.format('%03d;', a.h)
+  if a.to then hi = '[' .. hs(a.h, a.to) end
+  for _, m in ipairs(redis.call('ZRANGEBYLEX', K_HSESS, '[' .. hs(a.h, a.from), hi, 'LIMIT', 0, #a.sessions + WALK)) do
     local slot = tostring(tonumber(string.sub(m, 5)))
     if not listed[slot] then
       local r = get(slot)

@@ -225,7 +225,7 @@ export class RemoteStore implements SessionStore {
         this.#connected = true;
         this.#retryMs = RETRY_MIN_MS;
       },
-      owned: () => this.#owned(true),
+      owned: (from, limit) => this.#owned(true, from, limit),
       log: (line) => this.#log(line),
     });
   }
@@ -306,13 +306,14 @@ export class RemoteStore implements SessionStore {
   /**
    * Every live session this process owns, as a (restarted) authority is
    * told; with `closing`, those still closing here too (a reconcile must not
-   * free a slot whose transport is not closed yet). O(capacity).
+   * free a slot whose transport is not closed yet). From slot `from`, at
+   * most `limit` of them. O(the slots walked).
    */
-  #owned(closing = false): RegisteredSession[] {
+  #owned(closing = false, from = 0, limit = Number.POSITIVE_INFINITY): RegisteredSession[] {
     const { words, times } = this.#table.views;
     const now = this.#table.now();
     const sessions: RegisteredSession[] = [];
-    for (let slot = 0; slot < this.#table.capacity; slot++) {
+    for (let slot = from; slot < this.#table.capacity && sessions.length < limit; slot++) {
       const base = slot * SLOT_I32;
       const state = wordState(Atomics.load(words, base + S_STATE));
       if (state !== ST_LIVE && !(closing && state === ST_CLOSING)) continue;

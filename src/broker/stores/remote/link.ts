@@ -17,8 +17,12 @@ export interface LinkPeer {
   lost(): void;
   /** The welcome arrived: the store is connected from now. */
   welcomed(): void;
-  /** Every live session this process owns (a link that reconciles on its own asks). */
-  owned(): RegisteredSession[];
+  /**
+   * The sessions this process owns (live, or still closing here), by slot:
+   * from slot `from` (default 0), at most `limit` (default all). A link that
+   * reconciles on its own asks, a page at a time.
+   */
+  owned(from?: number, limit?: number): RegisteredSession[];
   log(line: string): void;
 }
 
