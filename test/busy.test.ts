@@ -13,7 +13,7 @@ describe('busy sessions', () => {
     served = await start({ maxSessions: 1, manualClock: true, busyTimeoutMs: 2_000, idleTimeoutMs: 0 });
     const s = served;
     const closed = recordClosed(s);
-    const busy = await connect(s.url);
+    const busy = await connect(s.url, s);
     const call = outcomeOf(busy.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }));
     await inFlight(s, busy.sessionId);
     const refused = await rawInitialize(s.url);

@@ -141,8 +141,9 @@ describe('node:cluster workers under one authority', () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) ids.push((await initializeFresh(a.url)).sessionId as string);
     const [busy, next, last] = ids as [string, string, string];
-    const slow = callFresh(a.url, busy, 'sleep', { ms: 1500 });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // This process cannot see the owner's table: a wide margin stands in for "the call is in flight there".
+    const slow = callFresh(a.url, busy, 'sleep', { ms: 4000 });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
     const fourth = await initializeFresh(a.url);
     expect(fourth.status).toBe(200);
     expect((await slow).status).toBe(200);

@@ -22,9 +22,12 @@ export interface Connected {
 /**
  * Connects the SDK's own client (initialize + initialized) and waits until the
  * standalone GET stream it opens in the background is established, so tests on
- * the manual clock know when that request touched the session.
+ * the manual clock know when that request touched the session. Given the
+ * server, it also waits until the initialize and the initialized notification
+ * have left (a client can read an answer before the server ends its request):
+ * the session is idle then, and the next request in flight is the test's own.
  */
-export async function connect(url: string): Promise<Connected> {
+export async function connect(url: string, served?: Served): Promise<Connected> {
   const client = new Client({ name: 'test-client', version: '1.0.0' });
   let streamOpened!: () => void;
   const opened = new Promise<void>((resolve) => {
@@ -41,6 +44,7 @@ export async function connect(url: string): Promise<Connected> {
   await Promise.race([opened, new Promise((_, reject) => setTimeout(() => reject(new Error('no GET stream')), 5000))]);
   const sessionId = transport.sessionId;
   if (!sessionId) throw new Error('no session id after connect');
+  if (served) await settled(served, sessionId);
   return { client, transport, sessionId };
 }
 

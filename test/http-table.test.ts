@@ -2,7 +2,18 @@ import { request } from 'node:http';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Served } from '../dist/main/index.js';
-import { ACCEPT, type Connected, connect, initializeBody, post, rawCall, rawInitialize, start } from './helpers.js';
+import {
+  ACCEPT,
+  type Connected,
+  connect,
+  inFlight,
+  initializeBody,
+  post,
+  rawCall,
+  rawInitialize,
+  settled,
+  start,
+} from './helpers.js';
 
 async function json(res: Response) {
   return (await res.json()) as { jsonrpc: string; id: unknown; error: { code: number; message: string } };
@@ -244,8 +255,10 @@ describe('limits in the HTTP table', () => {
       const other = (await rawInitialize(served.url)).sessionId;
       if (!busy || !other) throw new Error('no session');
       // One slow request of one session occupies the thread's only dispatch slot while its tool runs.
+      // Its initialize may still count as in flight just after its answer was read: wait for it to leave.
+      await settled(served, busy);
       const slow = rawCall(served.url, busy, 'sleep', { ms: 1500 });
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await inFlight(served, busy);
       const refused = await rawCall(served.url, other, 'echo', { text: 'x' });
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBe('1');

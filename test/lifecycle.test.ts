@@ -41,7 +41,7 @@ async function cleanState(s: Served) {
 describe('session lifecycle', () => {
   it('expires an idle session: 404 at once on the request path, closed as idle by the sweep', async () => {
     const { served, closed } = await startManual({ maxSessions: 10, idleTimeoutMs: 1_000 });
-    const s = await connect(served.url);
+    const s = await connect(served.url, served);
     served.broker.clock.advance(999);
     expect(await alive(served.url, s.sessionId)).toBe(true);
     await settled(served, s.sessionId);
@@ -55,7 +55,7 @@ describe('session lifecycle', () => {
 
   it('applies an idle timeout shorter than the default', async () => {
     const { served } = await startManual({ maxSessions: 10, idleTimeoutMs: 500 });
-    const s = await connect(served.url);
+    const s = await connect(served.url, served);
     served.broker.clock.advance(499);
     expect(await alive(served.url, s.sessionId)).toBe(true);
     await settled(served, s.sessionId);
@@ -65,9 +65,9 @@ describe('session lifecycle', () => {
 
   it('evicts the oldest at max 2: s1 gets 404, s2 and s3 work', async () => {
     const { served, closed } = await startManual({ maxSessions: 2 });
-    const s1 = await connect(served.url);
-    const s2 = await connect(served.url);
-    const s3 = await connect(served.url);
+    const s1 = await connect(served.url, served);
+    const s2 = await connect(served.url, served);
+    const s3 = await connect(served.url, served);
     await expect(s1.client.callTool({ name: 'echo', arguments: { text: 'a' } })).rejects.toThrow(
       /404|Session not found/,
     );
@@ -92,7 +92,7 @@ describe('session lifecycle', () => {
     await settled(served, a.sessionId as string);
     await settled(served, b.sessionId as string);
     served.broker.clock.advance(1_000);
-    const c = await connect(served.url);
+    const c = await connect(served.url, served);
     expect(await alive(served.url, c.sessionId)).toBe(true);
     const events = await closedFor(closed, [a.sessionId as string, b.sessionId as string]);
     expect(events.map((e) => e.reason)).toEqual(['idle', 'idle']);
@@ -110,7 +110,7 @@ describe('session lifecycle', () => {
         idleTimeoutMs: 0,
         jsonResponse,
       });
-      const s = await connect(served.url);
+      const s = await connect(served.url, served);
       const outcome = outcomeOf(s.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }));
       await inFlight(served, s.sessionId);
       served.broker.clock.advance(1_000);
@@ -124,7 +124,7 @@ describe('session lifecycle', () => {
 
   it('ends a pending JSON response with an error when its session is deleted by the client', async () => {
     const { served } = await startManual({ maxSessions: 5, jsonResponse: true });
-    const s = await connect(served.url);
+    const s = await connect(served.url, served);
     const outcome = outcomeOf(s.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }));
     await inFlight(served, s.sessionId);
     await s.transport.terminateSession();
@@ -134,7 +134,7 @@ describe('session lifecycle', () => {
 
   it('leaves nothing behind when a session is deleted before its lifetime ends', async () => {
     const { served, closed } = await startManual({ maxSessions: 5, maxLifetimeMs: 1_000 });
-    const s = await connect(served.url);
+    const s = await connect(served.url, served);
     await s.transport.terminateSession();
     const [event] = await closedFor(closed, [s.sessionId]);
     expect(event?.reason).toBe('deleted');
@@ -147,10 +147,10 @@ describe('session lifecycle', () => {
 
   it('combines eviction with max lifetime', async () => {
     const { served, closed } = await startManual({ maxSessions: 2, maxLifetimeMs: 10_000 });
-    const s1 = await connect(served.url);
+    const s1 = await connect(served.url, served);
     served.broker.clock.advance(1_000);
-    const s2 = await connect(served.url);
-    const s3 = await connect(served.url);
+    const s2 = await connect(served.url, served);
+    const s3 = await connect(served.url, served);
     served.broker.clock.advance(10_000);
     await served.broker.sweep();
     const events = await closedFor(closed, [s1.sessionId, s2.sessionId, s3.sessionId]);
@@ -160,14 +160,14 @@ describe('session lifecycle', () => {
 
   it('reports id, client key, duration and reason in closed events for deleted, evicted, idle and lifetime', async () => {
     const { served, closed } = await startManual({ maxSessions: 2, idleTimeoutMs: 5_000, maxLifetimeMs: 20_000 });
-    const deleted = await connect(served.url);
+    const deleted = await connect(served.url, served);
     served.broker.clock.advance(100);
     await deleted.transport.terminateSession();
-    const evicted = await connect(served.url); // t=100
+    const evicted = await connect(served.url, served); // t=100
     served.broker.clock.advance(200);
-    const lifetime = await connect(served.url); // t=300
+    const lifetime = await connect(served.url, served); // t=300
     served.broker.clock.advance(300);
-    const idle = await connect(served.url); // t=600, evicts `evicted` (lived 500)
+    const idle = await connect(served.url, served); // t=600, evicts `evicted` (lived 500)
     // Keep `lifetime` active past its lifetime, and let `idle` go idle.
     for (let t = 0; t < 4; t++) {
       served.broker.clock.advance(4_000);
@@ -193,7 +193,7 @@ describe('session lifecycle', () => {
 
   it('closes many sessions at their max lifetime, all of them', async () => {
     const { served, closed } = await startManual({ maxSessions: 50, maxLifetimeMs: 1_000 });
-    const sessions = await Promise.all(Array.from({ length: 20 }, () => connect(served.url)));
+    const sessions = await Promise.all(Array.from({ length: 20 }, () => connect(served.url, served)));
     served.broker.clock.advance(1_000);
     await served.broker.sweep();
     const events = await closedFor(
@@ -206,7 +206,7 @@ describe('session lifecycle', () => {
 
   it('keeps the live count exact across creates and deletes', async () => {
     const { served } = await startManual({ maxSessions: 10 });
-    const sessions = await Promise.all(Array.from({ length: 5 }, () => connect(served.url)));
+    const sessions = await Promise.all(Array.from({ length: 5 }, () => connect(served.url, served)));
     expect(served.broker.transports()).toBe(5);
     await sessions[0]?.transport.terminateSession();
     await sessions[3]?.transport.terminateSession();
@@ -221,7 +221,7 @@ describe('session lifecycle', () => {
   it('frees every slot, empties the FIFO list and every thread map once all sessions close', async () => {
     const { served } = await startManual({ maxSessions: 4, idleTimeoutMs: 1_000 });
     const sessions = [];
-    for (let i = 0; i < 10; i++) sessions.push(await connect(served.url));
+    for (let i = 0; i < 10; i++) sessions.push(await connect(served.url, served));
     await sessions[8]?.transport.terminateSession();
     served.broker.clock.advance(1_000);
     await served.broker.sweep();
@@ -235,7 +235,7 @@ describe('session lifecycle', () => {
     const { served, closed } = await startManual({ maxSessions: 3, idleTimeoutMs: 1_000, maxLifetimeMs: 2_500 });
     const ids: string[] = [];
     for (let round = 0; round < 12; round++) {
-      ids.push((await connect(served.url)).sessionId);
+      ids.push((await connect(served.url, served)).sessionId);
       served.broker.clock.advance(round % 3 === 0 ? 600 : 250);
       if (round % 4 === 0) await served.broker.sweep();
     }

@@ -56,6 +56,9 @@ describe('404 reasons', () => {
       headers: { 'mcp-session-id': deleted, 'mcp-protocol-version': LATEST_PROTOCOL_VERSION },
     });
     expect(gone.status).toBe(200);
+    // The DELETE's answer may reach us before the broker has freed the slot (then the id is unknown, not deleted).
+    const s = served;
+    await until(() => !s.broker.index.lookup(deleted).ok, 5000, 'the deleted slot to be freed');
     const byEviction = await notFound(await call(url, evicted));
     expect(byEviction).toMatchObject({ code: -32001, data: { reason: 'evicted' } });
     expect(byEviction.message).toMatch(/^Session not found: it was evicted .*Start a new session with initialize$/);

@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryStore, resolveAdmissionOptions } from '../dist/broker/index.js';
 import type { Served } from '../dist/main/index.js';
-import { inFlight, initializeBody, post, rawCall, rawInitialize, start, until } from './helpers.js';
+import { inFlight, initializeBody, post, rawCall, rawInitialize, settled, start, until } from './helpers.js';
 
 /** A store at capacity 1 whose owners never confirm a close: an admission beyond it waits. */
 function storeOfOne() {
@@ -114,6 +114,8 @@ describe('the HTTP answers of those refusals', () => {
     const s = served;
     const { sessionId } = await rawInitialize(s.url);
     if (!sessionId) throw new Error('no session id');
+    // The initialize's own request may still count as in flight just after its answer was read.
+    await settled(s, sessionId);
     const call = rawCall(s.url, sessionId, 'sleep', { ms: 1500 });
     await inFlight(s, sessionId);
     const closing = s.broker.close({ timeoutMs: 5000 });

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Served, serve } from '../dist/main/index.js';
-import { ACCEPT, FIXTURE, inFlight, initializeBody, rawInitialize, start } from './helpers.js';
+import { ACCEPT, FIXTURE, inFlight, initializeBody, rawInitialize, settled, start } from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -166,6 +166,8 @@ describe('shutdown probes', () => {
     const s = served;
     const { sessionId } = await rawInitialize(s.url);
     if (!sessionId) throw new Error('no session');
+    // The initialize's own request may still count as in flight just after its answer was read.
+    await settled(s, sessionId);
     const url = new URL(s.url);
     const socket = netConnect(Number(url.port), url.hostname);
     await once(socket, 'connect');
