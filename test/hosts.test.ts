@@ -19,6 +19,7 @@ import {
   occupiedIn,
   REDIS_BINARY,
   REDIS_MISSING,
+  RedisCluster,
   RedisServer,
   uniqueNamespace,
 } from './redis-helpers.js';
@@ -187,6 +188,40 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
     expect((await initializeFresh(a.url)).status).toBe(200);
     expect(await status(c.url, onB)).toBe(404);
     expect(await status(b.url, onC)).toBe(200);
+  });
+
+  it('runs on a Redis Cluster given one node: a namespace on another node, one cap, eviction across hosts, routing', async () => {
+    const cluster = await RedisCluster.start(3);
+    try {
+      // A namespace whose slot another node than the one in the URL serves: reached only by following the cluster.
+      let namespace = uniqueNamespace('cluster');
+      while ((await cluster.nodeOf(`{mcpsb:${namespace}}`)) === cluster.nodes[0])
+        namespace = uniqueNamespace('cluster');
+      const [a, b] = [
+        await startHost(cluster.url, namespace, ['--max-sessions', '2']),
+        await startHost(cluster.url, namespace, ['--max-sessions', '2']),
+      ];
+      const onA = (await initializeFresh(a.url)).sessionId as string;
+      const onB = (await initializeFresh(b.url)).sessionId as string;
+      expect(await ownerPid(a.url, onB)).toBe(b.pid);
+      expect(await ownerPid(b.url, onA)).toBe(a.pid);
+      // At the cap: a new one on B evicts the oldest of both, A's (the close is published to A on the cluster).
+      expect((await initializeFresh(b.url)).status).toBe(200);
+      const gone = await callFresh(b.url, onA, 'echo', { text: 'x' });
+      expect(gone.status).toBe(404);
+      expect(JSON.parse(gone.text)).toMatchObject({ error: { data: { reason: 'evicted' } } });
+      const node = await cluster.nodeOf(`{mcpsb:${namespace}}`);
+      const { createClient } = await import('redis');
+      const probe = await createClient({ url: node.url }).connect();
+      try {
+        expect(await occupiedIn(probe, namespace)).toBe(2);
+      } finally {
+        probe.destroy();
+      }
+    } finally {
+      await cli.killAll();
+      await cluster.dispose();
+    }
   });
 
   it('cannot reach Redis at start: one line, exit 1, no credentials shown', async () => {

@@ -20,7 +20,7 @@ export const REDIS_MISSING =
 if (REDIS_MISSING) console.warn(`[redis tests skipped] ${REDIS_MISSING}`);
 else if (!REDIS_BINARY) {
   console.warn(
-    '[redis fault tests skipped] they stop and restart servers of their own: install redis-server to run them',
+    '[redis fault and cluster tests skipped] they start servers of their own: install redis-server to run them',
   );
 }
 
@@ -165,4 +165,80 @@ export async function occupiedIn(probe: RedisProbe, namespace: string): Promise<
     | null
   )[];
   return values.reduce((sum, v) => sum + Number(v ?? 0), 0);
+}
+
+/**
+ * A Redis Cluster of `size` primaries (no replicas) on free ports of
+ * 127.0.0.1, each a redis-server of its own, the 16384 slots split evenly.
+ * Formed with CLUSTER ADDSLOTSRANGE and MEET (no redis-cli needed).
+ */
+export class RedisCluster {
+  readonly nodes: RedisServer[];
+
+  private constructor(nodes: RedisServer[]) {
+    this.nodes = nodes;
+  }
+
+  static async start(size = 3): Promise<RedisCluster> {
+    const nodes: RedisServer[] = [];
+    const cluster = new RedisCluster(nodes);
+    try {
+      for (let i = 0; i < size; i++) {
+        nodes.push(await RedisServer.start(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf']));
+      }
+      const { createClient } = await import('redis');
+      const clients = await Promise.all(nodes.map((n) => createClient({ url: n.url }).connect()));
+      try {
+        const per = Math.ceil(16384 / size);
+        for (const [i, client] of clients.entries()) {
+          await client.sendCommand([
+            'CLUSTER',
+            'ADDSLOTSRANGE',
+            String(i * per),
+            String(Math.min(16383, (i + 1) * per - 1)),
+          ]);
+        }
+        for (const node of nodes.slice(1))
+          await clients[0]?.sendCommand(['CLUSTER', 'MEET', '127.0.0.1', String(node.port)]);
+        const deadline = Date.now() + 20_000;
+        for (const client of clients) {
+          for (;;) {
+            const info = String(await client.sendCommand(['CLUSTER', 'INFO']));
+            const known = Number(/cluster_known_nodes:(\d+)/.exec(info)?.[1]);
+            if (info.includes('cluster_state:ok') && known === size) break;
+            if (Date.now() > deadline) throw new Error(`the cluster did not form: ${info}`);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        }
+      } finally {
+        for (const client of clients) client.destroy();
+      }
+      return cluster;
+    } catch (error) {
+      await cluster.dispose();
+      throw error;
+    }
+  }
+
+  /** The seed node's URL (the one a user would give). */
+  get url(): string {
+    return (this.nodes[0] as RedisServer).url;
+  }
+
+  /** The node serving a key's slot. */
+  async nodeOf(key: string): Promise<RedisServer> {
+    const { createClient } = await import('redis');
+    const client = await createClient({ url: this.url }).connect();
+    try {
+      const slot = Number(await client.sendCommand(['CLUSTER', 'KEYSLOT', key]));
+      const per = Math.ceil(16384 / this.nodes.length);
+      return this.nodes[Math.floor(slot / per)] as RedisServer;
+    } finally {
+      client.destroy();
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.dispose()));
+  }
 }

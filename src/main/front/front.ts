@@ -280,9 +280,30 @@ export class Front {
       this.#counters.inFlightLimited++;
       return send(res, refusalAnswer({ reason: 'in_flight_limited', retryAfterMs: MIN_RETRY_AFTER_MS }, id));
     }
-    res.once('close', () => this.#index.leave(ref));
+    this.#leaveAtEnd(res, ref);
     this.#trackInFlight(res);
     return this.#forward(res, run, id);
+  }
+
+  /**
+   * The session's request leaves just before the response's last bytes are
+   * written (or when the response closes first), not on its 'close' event,
+   * which comes later: a client that has read the whole answer never finds
+   * its request still in flight (its session busy, not idle) (ADR 22).
+   */
+  #leaveAtEnd(res: ServerResponse, ref: SessionRef): void {
+    let left = false;
+    const leave = () => {
+      if (left) return;
+      left = true;
+      this.#index.leave(ref);
+    };
+    const end = res.end as (...args: unknown[]) => ServerResponse;
+    res.end = ((...args: unknown[]) => {
+      leave();
+      return end.apply(res, args);
+    }) as ServerResponse['end'];
+    res.once('close', leave);
   }
 
   #trackInFlight(res: ServerResponse): void {
@@ -318,7 +339,7 @@ export class Front {
       // The new session holds its initialize request until the response ends.
       const created = { slot: result.created.slot, gen: result.created.gen };
       if (res.closed) this.#index.leave(created);
-      else res.once('close', () => this.#index.leave(created));
+      else this.#leaveAtEnd(res, created);
     }
     if (res.closed) {
       // The client left before the answer: closing the port cancels the body at its source.

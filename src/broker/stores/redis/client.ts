@@ -96,9 +96,35 @@ async function load(name: RedisClientName): Promise<Record<string, unknown>> {
 
 const backoff = (attempt: number) => Math.min(1_000, 50 * 2 ** Math.min(attempt, 10));
 
-/** Opens a command connection and a subscriber connection; rejects (scrubbed) if Redis cannot be reached within `timeoutMs`. */
-export async function connectRedis(url: string, client: RedisClientName, timeoutMs: number): Promise<RedisConnection> {
-  return client === 'ioredis' ? connectIoredis(url, timeoutMs) : connectNodeRedis(url, timeoutMs);
+/**
+ * Opens a command connection and a subscriber connection; rejects (scrubbed)
+ * if Redis cannot be reached within `timeoutMs`. A Redis Cluster node (its
+ * `INFO cluster` says so) is connected to as a cluster instead: every command
+ * goes to the node holding `routeKey`'s slot (all the store's keys and
+ * channels share it), following the cluster when slots move.
+ */
+export async function connectRedis(
+  url: string,
+  client: RedisClientName,
+  timeoutMs: number,
+  routeKey: string,
+): Promise<RedisConnection> {
+  const single = client === 'ioredis' ? await connectIoredis(url, timeoutMs) : await connectNodeRedis(url, timeoutMs);
+  let info = '';
+  try {
+    info = String(await withTimeout(single.call(['INFO', 'cluster']), timeoutMs, () => noAnswer(timeoutMs)));
+  } catch {
+    // INFO refused (an ACL may deny it): taken as a single Redis.
+  }
+  if (!/^cluster_enabled:1\b/m.test(info)) return single;
+  await single.close();
+  const db = new URL(url).pathname.replace('/', '');
+  if (db !== '' && db !== '0') {
+    throw new Error(`${redactUrl(url)} is a Redis Cluster node: a cluster has database 0 only (drop /${db})`);
+  }
+  return client === 'ioredis'
+    ? connectIoredisCluster(url, timeoutMs)
+    : connectNodeRedisCluster(url, timeoutMs, routeKey);
 }
 
 interface NodeRedisClient {
@@ -227,6 +253,125 @@ async function connectIoredis(url: string, timeoutMs: number): Promise<RedisConn
     close: async () => {
       commands.disconnect();
       subscriber.disconnect();
+    },
+  };
+}
+
+/** What a cluster client needs of the URL: the seed node, and the credentials and TLS every node gets. */
+function clusterSeed(url: string) {
+  const parsed = new URL(url);
+  return {
+    host: parsed.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(parsed.port || 6379),
+    username: parsed.username ? decodeURIComponent(parsed.username) : undefined,
+    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
+    tls: parsed.protocol === 'rediss:',
+  };
+}
+
+// A cluster has no one status to follow: its nodes come and go one by one. A script that fails fails
+// closed, one that does not answer within its deadline counts as the link down, and one that says this
+// host is gone (a shard restarted empty) registers it again.
+const NO_STATUS = () => undefined;
+
+interface NodeRedisCluster {
+  isReady: boolean;
+  connect(): Promise<unknown>;
+  sendCommand(firstKey: string, isReadonly: boolean, args: readonly string[]): Promise<unknown>;
+  sSubscribe(channel: string, listener: (message: string) => void): Promise<void>;
+  sUnsubscribe(channel: string): Promise<void>;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  destroy(): void;
+}
+
+async function connectNodeRedisCluster(url: string, timeoutMs: number, routeKey: string): Promise<RedisConnection> {
+  const lib = await load('redis');
+  const createCluster = lib.createCluster as (options: unknown) => NodeRedisCluster;
+  const seed = clusterSeed(url);
+  let connected = false;
+  const cluster = createCluster({
+    rootNodes: [{ socket: { host: seed.host, port: seed.port, tls: seed.tls } }],
+    defaults: {
+      username: seed.username,
+      password: seed.password,
+      disableOfflineQueue: true,
+      socket: {
+        tls: seed.tls,
+        connectTimeout: timeoutMs,
+        reconnectStrategy: (retries: number, cause: Error) => (connected ? backoff(retries) : cause),
+      },
+    },
+  });
+  cluster.on('error', () => undefined);
+  cluster.on('node-error', () => undefined);
+  try {
+    await withTimeout(cluster.connect(), timeoutMs, () => noAnswer(timeoutMs));
+  } catch (error) {
+    cluster.destroy();
+    throw new Error(scrub((error as Error).message || String(error), url));
+  }
+  connected = true;
+  return {
+    call: (args) => cluster.sendCommand(routeKey, false, args),
+    subscribe: (channel, listener) => cluster.sSubscribe(channel, listener),
+    unsubscribe: (channel) => cluster.sUnsubscribe(channel),
+    get ready() {
+      return cluster.isReady;
+    },
+    onStatus: NO_STATUS,
+    close: async () => {
+      cluster.destroy();
+    },
+  };
+}
+
+async function connectIoredisCluster(url: string, timeoutMs: number): Promise<RedisConnection> {
+  const lib = await load('ioredis');
+  const Cluster = (lib.Cluster ?? (lib.default as Record<string, unknown>).Cluster) as new (
+    nodes: unknown[],
+    options: unknown,
+  ) => IoredisClient;
+  const seed = clusterSeed(url);
+  let connected = false;
+  const cluster = new Cluster([{ host: seed.host, port: seed.port }], {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    shardedSubscribers: true,
+    clusterRetryStrategy: (times: number) => (connected ? backoff(times) : null),
+    redisOptions: {
+      username: seed.username,
+      password: seed.password,
+      connectTimeout: timeoutMs,
+      maxRetriesPerRequest: 0,
+      ...(seed.tls ? { tls: {} } : {}),
+    },
+  });
+  const handlers = new Map<string, (message: string) => void>();
+  cluster.on('error', () => undefined);
+  cluster.on('smessage', (channel, message) => handlers.get(String(channel))?.(String(message)));
+  try {
+    await withTimeout(cluster.connect(), timeoutMs, () => noAnswer(timeoutMs));
+  } catch (error) {
+    cluster.disconnect();
+    throw new Error(scrub((error as Error).message || String(error), url));
+  }
+  connected = true;
+  return {
+    call: ([command, ...args]) => cluster.call(command as string, ...args),
+    subscribe: async (channel, listener) => {
+      handlers.set(channel, listener);
+      await cluster.ssubscribe(channel);
+    },
+    unsubscribe: async (channel) => {
+      handlers.delete(channel);
+      await cluster.sunsubscribe(channel);
+    },
+    get ready() {
+      return cluster.status === 'ready';
+    },
+    onStatus: NO_STATUS,
+    close: async () => {
+      cluster.disconnect();
     },
   };
 }

@@ -18,7 +18,7 @@ import type { ResolvedAdmissionOptions } from '../../options.js';
 import { type AuthorityMessage, type ProcessMessage, parseMessage } from '../../remote/protocol.js';
 import type { AuthorityLink, LinkPeer, Welcome } from '../remote/link.js';
 import { checkRedisUrl, connectRedis, type RedisClientName, type RedisConnection, redactUrl, scrub } from './client.js';
-import { KEY_NAMES, SCRIPTS, type ScriptName } from './scripts.js';
+import { KEY_NAMES, SCRIPT_SHAS, SCRIPTS, type ScriptName } from './scripts.js';
 
 /** What the Redis store is configured with (`StoreContext.storeOptions`; plain data). */
 export interface RedisStoreOptions {
@@ -93,7 +93,6 @@ export class RedisLink implements AuthorityLink {
   readonly #config: string;
   readonly #livenessMs: number;
   #conn: RedisConnection | undefined;
-  readonly #shas = new Map<ScriptName, string>();
   #peer: LinkPeer | undefined;
   #host = 0;
   #channel: string | undefined;
@@ -143,7 +142,7 @@ export class RedisLink implements AuthorityLink {
     if (!this.#conn) {
       const url = this.#options.url;
       try {
-        this.#conn = await connectRedis(url, this.#options.client ?? 'redis', timeoutMs);
+        this.#conn = await connectRedis(url, this.#options.client ?? 'redis', timeoutMs, this.#prefix);
       } catch (error) {
         throw new Error(scrub((error as Error).message, url));
       }
@@ -153,7 +152,6 @@ export class RedisLink implements AuthorityLink {
     }
     if (!this.#conn.ready) throw new Error('Redis is not reachable');
     this.#epoch = randomBytes(6).toString('hex');
-    for (const name of Object.keys(SCRIPTS) as ScriptName[]) await this.#load(name);
     const result = await this.#run('hello', {
       url: this.listen.url,
       ttl: this.#livenessMs,
@@ -280,20 +278,18 @@ export class RedisLink implements AuthorityLink {
 
   // ---- scripts --------------------------------------------------------------------
 
-  async #load(name: ScriptName): Promise<string> {
-    const sha = String(await (this.#conn as RedisConnection).call(['SCRIPT', 'LOAD', SCRIPTS[name]]));
-    this.#shas.set(name, sha);
-    return sha;
-  }
-
-  /** Runs a script by SHA (loading it again after NOSCRIPT: a restart or failover empties the cache). */
+  /**
+   * Runs a script by SHA; after NOSCRIPT (a restart or failover empties the
+   * cache) by its source, which Redis caches again. The command goes to the
+   * node that holds the namespace's keys (on a Redis Cluster too).
+   */
   async #run(name: ScriptName, args: Record<string, unknown>): Promise<Record<string, unknown>> {
     const conn = this.#conn;
     if (!conn) throw new Error('Redis is not connected');
     const argv = [this.#now ? String(Math.floor(this.#now())) : '', JSON.stringify(args)];
-    const call = (sha: string) =>
+    const call = (command: 'EVALSHA' | 'EVAL', script: string) =>
       withTimeout(
-        conn.call(['EVALSHA', sha, String(this.#keys.length), ...this.#keys, ...argv]),
+        conn.call([command, script, String(this.#keys.length), ...this.#keys, ...argv]),
         COMMAND_TIMEOUT_MS,
         () => {
           // A connection that does not answer is as good as gone: fail closed (the store reconnects).
@@ -304,10 +300,10 @@ export class RedisLink implements AuthorityLink {
       );
     let reply: unknown;
     try {
-      reply = await call(this.#shas.get(name) ?? (await this.#load(name)));
+      reply = await call('EVALSHA', SCRIPT_SHAS[name]);
     } catch (error) {
       if (!/NOSCRIPT/.test(String((error as Error).message))) throw error;
-      reply = await call(await this.#load(name));
+      reply = await call('EVAL', SCRIPTS[name]);
     }
     const parts = (reply as unknown[]).map(String);
     // [result, host, message, host, message, ...]: each message goes to its host's channel (to this one directly).

@@ -40,6 +40,8 @@
  * WALK.
  */
 
+import { createHash } from 'node:crypto';
+
 export const KEY_NAMES = [
   'cfg',
   'meta',
@@ -690,4 +692,13 @@ export type ScriptName = keyof typeof OPS;
 /** Each script's full source: the shared prelude, then its body. */
 export const SCRIPTS: Readonly<Record<ScriptName, string>> = Object.fromEntries(
   Object.entries(OPS).map(([name, body]) => [name, PRELUDE + body]),
+) as Record<ScriptName, string>;
+
+/**
+ * Each script's SHA1, as Redis names it in EVALSHA. Computed here rather
+ * than asked of Redis (`SCRIPT LOAD`), which on a Redis Cluster would load
+ * it on whichever node the client picks for a command without keys.
+ */
+export const SCRIPT_SHAS: Readonly<Record<ScriptName, string>> = Object.fromEntries(
+  Object.entries(SCRIPTS).map(([name, source]) => [name, createHash('sha1').update(source).digest('hex')]),
 ) as Record<ScriptName, string>;
