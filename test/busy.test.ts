@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Served } from '../dist/main/index.js';
-import { connect, inFlight, outcomeOf, rawInitialize, recordClosed, start } from './helpers.js';
+import { connect, inFlight, outcomeOf, rawCall, rawInitialize, recordClosed, start } from './helpers.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -27,5 +27,26 @@ describe('busy sessions', () => {
     expect(admitted.status).toBe(200);
     expect(await call).toMatch(/Session closed: evicted/);
     expect(closed.map((e) => [e.id, e.reason])).toEqual([[busy.sessionId, 'evicted']]);
+  });
+});
+
+describe('a request that has been answered', () => {
+  it.each([
+    ['JSON', true],
+    ['SSE', false],
+  ])('no longer holds its session once the client has read its answer (%s)', async (_mode, jsonResponse) => {
+    served = await start({ maxSessions: 2, threads: 2, jsonResponse });
+    const s = served;
+    const created = await rawInitialize(s.url);
+    const id = created.sessionId as string;
+    const found = s.broker.index.lookup(id);
+    if (!found.ok) throw new Error('no session');
+    // The initialize was answered: its request left before its last bytes were written (ADR 22).
+    expect(s.broker.index.inflight(found.ref)).toBe(0);
+    for (let i = 0; i < 40; i++) {
+      const answer = await rawCall(s.url, id, 'echo', { text: `${i}` });
+      expect(answer.status).toBe(200);
+      expect(s.broker.index.inflight(found.ref)).toBe(0);
+    }
   });
 });
