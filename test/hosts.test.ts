@@ -224,6 +224,31 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
     }
   });
 
+  it("fails closed while its namespace's cluster shard is down, and re-registers when the shard is back empty", async () => {
+    const cluster = await RedisCluster.start(3);
+    try {
+      const namespace = uniqueNamespace('shard');
+      const host = await startHost(cluster.url, namespace, ['--max-sessions', '3']);
+      const kept = (await initializeFresh(host.url)).sessionId as string;
+      const shard = await cluster.nodeOf(`{mcpsb:${namespace}}`);
+      await shard.stop();
+      await until(async () => (await initializeFresh(host.url)).status === 503, 10_000, 'the refusal');
+      const refused = await initializeFresh(host.url);
+      expect(JSON.parse(refused.text)).toMatchObject({ error: { data: { reason: 'unavailable' } } });
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      await until(() => host.stderrText().includes('new sessions are refused'), 10_000, 'the lost line');
+      expect(await status(host.url, kept)).toBe(200);
+      // Back with its slots and no data: the host registers its session again, and admits.
+      await shard.restart();
+      await until(async () => (await initializeFresh(host.url)).status === 200, 30_000, 'admissions again');
+      expect(host.stderrText()).toContain('re-registering sessions');
+      expect(await status(host.url, kept)).toBe(200);
+    } finally {
+      await cli.killAll();
+      await cluster.dispose();
+    }
+  });
+
   it('cannot reach Redis at start: one line, exit 1, no credentials shown', async () => {
     const port = await freePort();
     const child = await serveStore(`redis://someone:s3cret-pass@127.0.0.1:${port}/0`, []);

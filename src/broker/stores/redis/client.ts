@@ -338,6 +338,8 @@ async function connectIoredisCluster(url: string, timeoutMs: number): Promise<Re
     enableOfflineQueue: false,
     shardedSubscribers: true,
     clusterRetryStrategy: (times: number) => (connected ? backoff(times) : null),
+    // Over TLS the seed keeps its host name (its certificate names it), not the address it resolves to.
+    ...(seed.tls ? { dnsLookup: (address: string, done: (e: null, a: string) => void) => done(null, address) } : {}),
     redisOptions: {
       username: seed.username,
       password: seed.password,

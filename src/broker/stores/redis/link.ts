@@ -50,6 +50,9 @@ const HEARTBEAT_MS = 1_000;
 const COMMAND_TIMEOUT_MS = 5_000;
 /** An admission whose wait was abandoned but whose answer may be on its way gets this long more, ms. */
 const LATE_ANSWER_MS = 2_000;
+/** The errors of a connection (or a cluster's shard) that is down, as both client libraries word them. */
+const CONNECTION_ERROR =
+  /connection|closed|offline|ECONN|EPIPE|ETIMEDOUT|CLUSTERDOWN|writeable|startup nodes|slots cache|socket/i;
 /** Sessions per reconcile script (each page also names the slots it covers). */
 const RECONCILE_PAGE = 256;
 const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -158,6 +161,14 @@ export class RedisLink implements AuthorityLink {
       config: this.#config,
       secret: this.#secret,
       ...(want === undefined ? {} : { want }),
+    }).catch((error: Error) => {
+      // A cluster node taken for a single Redis: its INFO (how a cluster is recognized) was refused.
+      if (/^MOVED /.test(error.message)) {
+        throw fatal(
+          `${this.label} is a Redis Cluster node, but did not answer INFO cluster (an ACL may deny it): allow INFO for this user`,
+        );
+      }
+      throw error;
     });
     switch (result.t) {
       case 'welcome':
@@ -199,7 +210,7 @@ export class RedisLink implements AuthorityLink {
     };
     every(HEARTBEAT_MS, () => void this.#heartbeat());
     every(this.#options.sweepIntervalMs ?? 1_000, () => this.#fire('sweep', { h: this.#host }));
-    every(this.#options.reconcileMs ?? 5_000, () => void this.#reconcile());
+    every(this.#options.reconcileMs ?? 5_000, () => this.#track(this.#reconcile()));
   }
 
   /** The connection dropped, or Redis forgot this host: the store fails closed and reconnects. */
@@ -266,7 +277,7 @@ export class RedisLink implements AuthorityLink {
           if (epoch === this.#epoch) this.#down();
           return;
         }
-        if (to === undefined || !this.#up || epoch !== this.#epoch) return;
+        if (to === undefined || !this.#up || this.#closed || epoch !== this.#epoch) return;
         from = to + 1;
       }
     } catch (error) {
@@ -286,24 +297,34 @@ export class RedisLink implements AuthorityLink {
   async #run(name: ScriptName, args: Record<string, unknown>): Promise<Record<string, unknown>> {
     const conn = this.#conn;
     if (!conn) throw new Error('Redis is not connected');
+    const epoch = this.#epoch;
+    // A connection that does not answer, or that a cluster's shard lost, is as good as gone: fail closed
+    // (the store reconnects). Not for a call sent before the current connection's hello.
+    const lost = () => {
+      if (epoch === this.#epoch) this.#down();
+    };
     const argv = [this.#now ? String(Math.floor(this.#now())) : '', JSON.stringify(args)];
     const call = (command: 'EVALSHA' | 'EVAL', script: string) =>
       withTimeout(
         conn.call([command, script, String(this.#keys.length), ...this.#keys, ...argv]),
         COMMAND_TIMEOUT_MS,
         () => {
-          // A connection that does not answer is as good as gone: fail closed (the store reconnects).
-          this.#down();
+          lost();
           return new Error(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`);
         },
         { unref: true },
       );
     let reply: unknown;
     try {
-      reply = await call('EVALSHA', SCRIPT_SHAS[name]);
+      try {
+        reply = await call('EVALSHA', SCRIPT_SHAS[name]);
+      } catch (error) {
+        if (!/NOSCRIPT/.test(String((error as Error).message))) throw error;
+        reply = await call('EVAL', SCRIPTS[name]);
+      }
     } catch (error) {
-      if (!/NOSCRIPT/.test(String((error as Error).message))) throw error;
-      reply = await call('EVAL', SCRIPTS[name]);
+      if (CONNECTION_ERROR.test(String((error as Error).message))) lost();
+      throw error;
     }
     const parts = (reply as unknown[]).map(String);
     // [result, host, message, host, message, ...]: each message goes to its host's channel (to this one directly).
@@ -326,13 +347,18 @@ export class RedisLink implements AuthorityLink {
       },
       (error: Error) => this.#report(name, error),
     );
+    this.#track(running);
+  }
+
+  /** Work that close() waits for (bounded) before this host says bye. */
+  #track(running: Promise<unknown>): void {
     this.#inflight.add(running);
     void running.finally(() => this.#inflight.delete(running));
   }
 
   /** A script that failed while Redis is reachable is a bug or a misconfigured Redis: one line (not the connection's errors). */
   #report(name: string, error: Error): void {
-    if (this.#conn?.ready && !/NOSCRIPT|connection|closed|offline|ECONN|did not answer/i.test(error.message)) {
+    if (this.#conn?.ready && !/NOSCRIPT|did not answer/.test(error.message) && !CONNECTION_ERROR.test(error.message)) {
       this.#peer?.log(
         `[mcp-session-broker] a Redis script failed (${name}): ${scrub(error.message, this.#options.url)}`,
       );
