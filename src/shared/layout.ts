@@ -121,7 +121,13 @@ export const H_FREE_HEAD = 11;
 export const H_PROCESS_TAG = 12;
 /** Slot bits of an id's slot word; the bits above name the process. */
 export const SLOT_BITS = 24;
-// Words 13..15 are unused.
+/**
+ * Transports alive over every lane, kept beside the lanes' own counts: one
+ * word a reader loads at once (a sum over lanes read one by one can add one
+ * lane's count before a close to another's after an admission).
+ */
+export const H_TRANSPORTS = 13;
+// Words 14..15 are unused.
 export const HEADER_I32 = 16;
 
 // ---- SLOT TIMES (BigInt64 per slot, Atomics) ---------------------------------

@@ -32,6 +32,7 @@ import {
   H_MAGIC,
   H_PROCESS_TAG,
   H_RATE_MAX,
+  H_TRANSPORTS,
   H_VERSION,
   HEADER_I32,
   HEADER_I64,
@@ -487,7 +488,7 @@ export class SessionTable implements SessionIndex {
     const lanes = this.views.lanes;
     for (let lane = 0; lane < this.layout.lanes; lane++) {
       if (Atomics.compareExchange(lanes, lane * LANE_I32 + L_THREAD, 0, threadId + 1) === 0) {
-        Atomics.store(lanes, lane * LANE_I32 + L_TRANSPORTS, 0);
+        this.#clearLaneTransports(lane);
         return lane;
       }
     }
@@ -496,7 +497,15 @@ export class SessionTable implements SessionIndex {
 
   /** Adds to a lane's transport count (the owning thread only). */
   addTransports(lane: number, delta: number): void {
-    if (lane >= 0) Atomics.add(this.views.lanes, lane * LANE_I32 + L_TRANSPORTS, delta);
+    if (lane < 0) return;
+    Atomics.add(this.views.lanes, lane * LANE_I32 + L_TRANSPORTS, delta);
+    Atomics.add(this.views.header, H_TRANSPORTS, delta);
+  }
+
+  /** Sets a lane's transport count to 0, taking what it held out of the total. */
+  #clearLaneTransports(lane: number): void {
+    const held = Atomics.exchange(this.views.lanes, lane * LANE_I32 + L_TRANSPORTS, 0);
+    if (held !== 0) Atomics.sub(this.views.header, H_TRANSPORTS, held);
   }
 
   /** Frees the lane of a thread that is gone (the broker only). */
@@ -504,7 +513,7 @@ export class SessionTable implements SessionIndex {
     const lanes = this.views.lanes;
     for (let lane = 0; lane < this.layout.lanes; lane++) {
       if (Atomics.load(lanes, lane * LANE_I32 + L_THREAD) === threadId + 1) {
-        Atomics.store(lanes, lane * LANE_I32 + L_TRANSPORTS, 0);
+        this.#clearLaneTransports(lane);
         // Cleared before the lane is free: the next holder starts as "does not beat".
         Atomics.store(this.views.beats, lane * BEAT_I64 + BT_HEARTBEAT, 0n);
         Atomics.store(lanes, lane * LANE_I32 + L_THREAD, 0);
@@ -583,11 +592,8 @@ export class SessionTable implements SessionIndex {
     return 0;
   }
 
-  /** Sum of all lanes' transport counts: SDK transports alive across threads right now. */
+  /** SDK transports alive across threads right now (the lanes' counts' total, read as one word). */
   transports(): number {
-    const lanes = this.views.lanes;
-    let sum = 0;
-    for (let lane = 0; lane < this.layout.lanes; lane++) sum += Atomics.load(lanes, lane * LANE_I32 + L_TRANSPORTS);
-    return sum;
+    return Atomics.load(this.views.header, H_TRANSPORTS);
   }
 }
