@@ -130,14 +130,11 @@ export async function connectRedis(
 interface NodeRedisClient {
   isReady: boolean;
   connect(): Promise<unknown>;
-  duplicate(): NodeRedisClient;
   sendCommand(args: readonly string[]): Promise<unknown>;
   sSubscribe(channel: string, listener: (message: string) => void): Promise<void>;
   sUnsubscribe(channel: string): Promise<void>;
   on(event: string, listener: (...args: unknown[]) => void): unknown;
   destroy(): void;
-  close?(): Promise<void>;
-  quit?(): Promise<unknown>;
 }
 
 async function connectNodeRedis(url: string, timeoutMs: number): Promise<RedisConnection> {
@@ -167,13 +164,10 @@ async function connectNodeRedis(url: string, timeoutMs: number): Promise<RedisCo
   };
   commands.on('reconnecting', down);
   commands.on('end', down);
-  try {
-    await withTimeout(Promise.all([commands.connect(), subscriber.connect()]), timeoutMs, () => noAnswer(timeoutMs));
-  } catch (error) {
+  await connectWithin(Promise.all([commands.connect(), subscriber.connect()]), timeoutMs, url, () => {
     commands.destroy();
     subscriber.destroy();
-    throw new Error(scrub((error as Error).message || String(error), url));
-  }
+  });
   connected = true;
   return {
     call: (args) => commands.sendCommand(args),
@@ -216,7 +210,6 @@ async function connectIoredis(url: string, timeoutMs: number): Promise<RedisConn
   const commands = new Redis(url, options);
   const subscriber = new Redis(url, options);
   const listeners: Array<(ready: boolean) => void> = [];
-  const handlers = new Map<string, (message: string) => void>();
   commands.on('error', () => undefined);
   subscriber.on('error', () => undefined);
   commands.on('ready', () => {
@@ -225,15 +218,33 @@ async function connectIoredis(url: string, timeoutMs: number): Promise<RedisConn
   commands.on('close', () => {
     for (const l of listeners) l(false);
   });
-  subscriber.on('smessage', (channel, message) => handlers.get(String(channel))?.(String(message)));
-  try {
-    await withTimeout(Promise.all([commands.connect(), subscriber.connect()]), timeoutMs, () => noAnswer(timeoutMs));
-  } catch (error) {
+  await connectWithin(Promise.all([commands.connect(), subscriber.connect()]), timeoutMs, url, () => {
     commands.disconnect();
     subscriber.disconnect();
-    throw new Error(scrub((error as Error).message || String(error), url));
-  }
+  });
   connected = true;
+  return ioredisConnection(
+    commands,
+    subscriber,
+    (listener) => {
+      listeners.push(listener);
+    },
+    () => {
+      commands.disconnect();
+      subscriber.disconnect();
+    },
+  );
+}
+
+/** The store's connection over ioredis: commands on one client, shard subscriptions on another (or the same cluster). */
+function ioredisConnection(
+  commands: IoredisClient,
+  subscriber: IoredisClient,
+  onStatus: RedisConnection['onStatus'],
+  disconnect: () => void,
+): RedisConnection {
+  const handlers = new Map<string, (message: string) => void>();
+  subscriber.on('smessage', (channel, message) => handlers.get(String(channel))?.(String(message)));
   return {
     call: ([command, ...args]) => commands.call(command as string, ...args),
     subscribe: async (channel, listener) => {
@@ -247,13 +258,8 @@ async function connectIoredis(url: string, timeoutMs: number): Promise<RedisConn
     get ready() {
       return commands.status === 'ready';
     },
-    onStatus: (listener) => {
-      listeners.push(listener);
-    },
-    close: async () => {
-      commands.disconnect();
-      subscriber.disconnect();
-    },
+    onStatus,
+    close: async () => disconnect(),
   };
 }
 
@@ -304,12 +310,7 @@ async function connectNodeRedisCluster(url: string, timeoutMs: number, routeKey:
   });
   cluster.on('error', () => undefined);
   cluster.on('node-error', () => undefined);
-  try {
-    await withTimeout(cluster.connect(), timeoutMs, () => noAnswer(timeoutMs));
-  } catch (error) {
-    cluster.destroy();
-    throw new Error(scrub((error as Error).message || String(error), url));
-  }
+  await connectWithin(cluster.connect(), timeoutMs, url, () => cluster.destroy());
   connected = true;
   return {
     call: (args) => cluster.sendCommand(routeKey, false, args),
@@ -348,34 +349,25 @@ async function connectIoredisCluster(url: string, timeoutMs: number): Promise<Re
       ...(seed.tls ? { tls: {} } : {}),
     },
   });
-  const handlers = new Map<string, (message: string) => void>();
   cluster.on('error', () => undefined);
-  cluster.on('smessage', (channel, message) => handlers.get(String(channel))?.(String(message)));
+  await connectWithin(cluster.connect(), timeoutMs, url, () => cluster.disconnect());
+  connected = true;
+  return ioredisConnection(cluster, cluster, NO_STATUS, () => cluster.disconnect());
+}
+
+/** Waits for `connecting` within `timeoutMs`; on failure drops the clients and rejects with the URL's secrets scrubbed. */
+async function connectWithin(
+  connecting: Promise<unknown>,
+  timeoutMs: number,
+  url: string,
+  drop: () => void,
+): Promise<void> {
   try {
-    await withTimeout(cluster.connect(), timeoutMs, () => noAnswer(timeoutMs));
+    await withTimeout(connecting, timeoutMs, () => noAnswer(timeoutMs));
   } catch (error) {
-    cluster.disconnect();
+    drop();
     throw new Error(scrub((error as Error).message || String(error), url));
   }
-  connected = true;
-  return {
-    call: ([command, ...args]) => cluster.call(command as string, ...args),
-    subscribe: async (channel, listener) => {
-      handlers.set(channel, listener);
-      await cluster.ssubscribe(channel);
-    },
-    unsubscribe: async (channel) => {
-      handlers.delete(channel);
-      await cluster.sunsubscribe(channel);
-    },
-    get ready() {
-      return cluster.status === 'ready';
-    },
-    onStatus: NO_STATUS,
-    close: async () => {
-      cluster.disconnect();
-    },
-  };
 }
 
 function noAnswer(ms: number): Error {
