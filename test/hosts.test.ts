@@ -192,61 +192,52 @@ describe.skipIf(REDIS_MISSING !== undefined || !REDIS_BINARY)('many hosts over R
 
   it('runs on a Redis Cluster given one node: a namespace on another node, one cap, eviction across hosts, routing', async () => {
     const cluster = await RedisCluster.start(3);
+    servers.push(...cluster.nodes);
+    // A namespace whose slot another node than the one in the URL serves: reached only by following the cluster.
+    let namespace = uniqueNamespace('cluster');
+    while ((await cluster.nodeOf(`{mcpsb:${namespace}}`)) === cluster.nodes[0]) namespace = uniqueNamespace('cluster');
+    const [a, b] = [
+      await startHost(cluster.url, namespace, ['--max-sessions', '2']),
+      await startHost(cluster.url, namespace, ['--max-sessions', '2']),
+    ];
+    const onA = (await initializeFresh(a.url)).sessionId as string;
+    const onB = (await initializeFresh(b.url)).sessionId as string;
+    expect(await ownerPid(a.url, onB)).toBe(b.pid);
+    expect(await ownerPid(b.url, onA)).toBe(a.pid);
+    // At the cap: a new one on B evicts the oldest of both, A's (the close is published to A on the cluster).
+    expect((await initializeFresh(b.url)).status).toBe(200);
+    const gone = await callFresh(b.url, onA, 'echo', { text: 'x' });
+    expect(gone.status).toBe(404);
+    expect(JSON.parse(gone.text)).toMatchObject({ error: { data: { reason: 'evicted' } } });
+    const node = await cluster.nodeOf(`{mcpsb:${namespace}}`);
+    const { createClient } = await import('redis');
+    const probe = await createClient({ url: node.url }).connect();
     try {
-      // A namespace whose slot another node than the one in the URL serves: reached only by following the cluster.
-      let namespace = uniqueNamespace('cluster');
-      while ((await cluster.nodeOf(`{mcpsb:${namespace}}`)) === cluster.nodes[0])
-        namespace = uniqueNamespace('cluster');
-      const [a, b] = [
-        await startHost(cluster.url, namespace, ['--max-sessions', '2']),
-        await startHost(cluster.url, namespace, ['--max-sessions', '2']),
-      ];
-      const onA = (await initializeFresh(a.url)).sessionId as string;
-      const onB = (await initializeFresh(b.url)).sessionId as string;
-      expect(await ownerPid(a.url, onB)).toBe(b.pid);
-      expect(await ownerPid(b.url, onA)).toBe(a.pid);
-      // At the cap: a new one on B evicts the oldest of both, A's (the close is published to A on the cluster).
-      expect((await initializeFresh(b.url)).status).toBe(200);
-      const gone = await callFresh(b.url, onA, 'echo', { text: 'x' });
-      expect(gone.status).toBe(404);
-      expect(JSON.parse(gone.text)).toMatchObject({ error: { data: { reason: 'evicted' } } });
-      const node = await cluster.nodeOf(`{mcpsb:${namespace}}`);
-      const { createClient } = await import('redis');
-      const probe = await createClient({ url: node.url }).connect();
-      try {
-        expect(await occupiedIn(probe, namespace)).toBe(2);
-      } finally {
-        probe.destroy();
-      }
+      expect(await occupiedIn(probe, namespace)).toBe(2);
     } finally {
-      await cli.killAll();
-      await cluster.dispose();
+      probe.destroy();
     }
   });
 
   it("fails closed while its namespace's cluster shard is down, and re-registers when the shard is back empty", async () => {
     const cluster = await RedisCluster.start(3);
-    try {
-      const namespace = uniqueNamespace('shard');
-      const host = await startHost(cluster.url, namespace, ['--max-sessions', '3']);
-      const kept = (await initializeFresh(host.url)).sessionId as string;
-      const shard = await cluster.nodeOf(`{mcpsb:${namespace}}`);
-      await shard.stop();
-      await until(async () => (await initializeFresh(host.url)).status === 503, 10_000, 'the refusal');
-      const refused = await initializeFresh(host.url);
-      expect(JSON.parse(refused.text)).toMatchObject({ error: { data: { reason: 'unavailable' } } });
-      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-      await until(() => host.stderrText().includes('new sessions are refused'), 10_000, 'the lost line');
-      expect(await status(host.url, kept)).toBe(200);
-      // Back with its slots and no data: the host registers its session again, and admits.
-      await shard.restart();
-      await until(async () => (await initializeFresh(host.url)).status === 200, 30_000, 'admissions again');
-      expect(host.stderrText()).toContain('re-registering sessions');
-      expect(await status(host.url, kept)).toBe(200);
-    } finally {
-      await cli.killAll();
-      await cluster.dispose();
-    }
+    servers.push(...cluster.nodes);
+    const namespace = uniqueNamespace('shard');
+    const host = await startHost(cluster.url, namespace, ['--max-sessions', '3']);
+    const kept = (await initializeFresh(host.url)).sessionId as string;
+    const shard = await cluster.nodeOf(`{mcpsb:${namespace}}`);
+    await shard.stop();
+    await until(async () => (await initializeFresh(host.url)).status === 503, 10_000, 'the refusal');
+    const refused = await initializeFresh(host.url);
+    expect(JSON.parse(refused.text)).toMatchObject({ error: { data: { reason: 'unavailable' } } });
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    await until(() => host.stderrText().includes('new sessions are refused'), 10_000, 'the lost line');
+    expect(await status(host.url, kept)).toBe(200);
+    // Back with its slots and no data: the host registers its session again, and admits.
+    await shard.restart();
+    await until(async () => (await initializeFresh(host.url)).status === 200, 30_000, 'admissions again');
+    expect(host.stderrText()).toContain('re-registering sessions');
+    expect(await status(host.url, kept)).toBe(200);
   });
 
   it('cannot reach Redis at start: one line, exit 1, no credentials shown', async () => {

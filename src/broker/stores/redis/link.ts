@@ -222,6 +222,14 @@ export class RedisLink implements AuthorityLink {
     this.#peer?.lost();
   }
 
+  /**
+   * #down, for an answer (or a failure) of a call sent under `epoch`: one
+   * sent before this connection's hello is about a connection already ended.
+   */
+  #downUnder(epoch: string): void {
+    if (epoch === this.#epoch) this.#down();
+  }
+
   async #heartbeat(): Promise<void> {
     const epoch = this.#epoch;
     try {
@@ -274,7 +282,7 @@ export class RedisLink implements AuthorityLink {
         }));
         const result = await this.#run('register', { h: this.#host, sessions, complete: true, from, to, grace });
         if (result.t === 'gone') {
-          if (epoch === this.#epoch) this.#down();
+          this.#downUnder(epoch);
           return;
         }
         if (to === undefined || !this.#up || this.#closed || epoch !== this.#epoch) return;
@@ -297,12 +305,10 @@ export class RedisLink implements AuthorityLink {
   async #run(name: ScriptName, args: Record<string, unknown>): Promise<Record<string, unknown>> {
     const conn = this.#conn;
     if (!conn) throw new Error('Redis is not connected');
-    const epoch = this.#epoch;
     // A connection that does not answer, or that a cluster's shard lost, is as good as gone: fail closed
-    // (the store reconnects). Not for a call sent before the current connection's hello.
-    const lost = () => {
-      if (epoch === this.#epoch) this.#down();
-    };
+    // (the store reconnects).
+    const epoch = this.#epoch;
+    const lost = () => this.#downUnder(epoch);
     const argv = [this.#now ? String(Math.floor(this.#now())) : '', JSON.stringify(args)];
     const call = (command: 'EVALSHA' | 'EVAL', script: string) =>
       withTimeout(
@@ -342,8 +348,7 @@ export class RedisLink implements AuthorityLink {
     const epoch = this.#epoch;
     const running = this.#run(name, args).then(
       (result) => {
-        // A 'gone' from before a reconnect is about the connection that already ended, not this one.
-        if (result.t === 'gone' && epoch === this.#epoch) this.#down();
+        if (result.t === 'gone') this.#downUnder(epoch);
       },
       (error: Error) => this.#report(name, error),
     );
@@ -480,7 +485,7 @@ export class RedisLink implements AuthorityLink {
       }
       default:
         answer({ type: 'refused', seq, reason: 'unavailable', retryAfterMs: 1_000 });
-        if (epoch === this.#epoch) this.#down();
+        this.#downUnder(epoch);
     }
   }
 
