@@ -27,7 +27,7 @@ export interface Connected {
  * have left (a client can read an answer before the server ends its request):
  * the session is idle then, and the next request in flight is the test's own.
  */
-export async function connect(url: string, served?: Served): Promise<Connected> {
+export async function connect(url: string, served?: Served, freshConnections = false): Promise<Connected> {
   const client = new Client({ name: 'test-client', version: '1.0.0' });
   let streamOpened!: () => void;
   const opened = new Promise<void>((resolve) => {
@@ -35,7 +35,10 @@ export async function connect(url: string, served?: Served): Promise<Connected> 
   });
   const transport = new StreamableHTTPClientTransport(new URL(url), {
     fetch: async (input, init) => {
-      const response = await fetch(input, init);
+      // `Connection: close`: each request on a new TCP connection (the kernel picks its listener anew).
+      const headers = new Headers(init?.headers);
+      if (freshConnections) headers.set('connection', 'close');
+      const response = await fetch(input, { ...init, headers });
       if ((init?.method ?? 'GET') === 'GET') streamOpened();
       return response;
     },
@@ -223,7 +226,8 @@ export async function connectOnEveryThread(
   const threads = served.broker.threadIds.length;
   if (n < threads) throw new Error(`${n} sessions cannot cover ${threads} threads`);
   const own = async (session: Connected) => ({ session, owner: await threadOf(served.url, session.sessionId) });
-  const all = await Promise.all(Array.from({ length: n }, async () => own(await connect(served.url))));
+  // New connections for each session: a pooled keep-alive one stays on the thread that accepted it.
+  const all = await Promise.all(Array.from({ length: n }, async () => own(await connect(served.url, undefined, true))));
   for (let attempt = 0; attempt < 50; attempt++) {
     const counts = new Map<number, number>();
     for (const { owner } of all) counts.set(owner, (counts.get(owner) ?? 0) + 1);
@@ -234,7 +238,7 @@ export async function connectOnEveryThread(
     await gone?.session.transport.terminateSession();
     await gone?.session.client.close();
     await until(async () => (await served.broker.stats()).occupied < n, 5000, 'the deleted session to close');
-    all.push(await own(await connect(served.url)));
+    all.push(await own(await connect(served.url, undefined, true)));
   }
   throw new Error(`sessions did not spread over ${threads} threads`);
 }
