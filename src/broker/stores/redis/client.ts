@@ -283,7 +283,10 @@ const NO_STATUS = () => undefined;
 interface NodeRedisCluster {
   isReady: boolean;
   connect(): Promise<unknown>;
-  sendCommand(firstKey: string, isReadonly: boolean, args: readonly string[]): Promise<unknown>;
+  getNodeClientForKey(
+    key: string,
+    isReadonly: boolean,
+  ): Promise<{ sendCommand(args: readonly string[]): Promise<unknown> }>;
   sSubscribe(channel: string, listener: (message: string) => void): Promise<void>;
   sUnsubscribe(channel: string): Promise<void>;
   on(event: string, listener: (...args: unknown[]) => void): unknown;
@@ -312,8 +315,21 @@ async function connectNodeRedisCluster(url: string, timeoutMs: number, routeKey:
   cluster.on('node-error', () => undefined);
   await connectWithin(cluster.connect(), timeoutMs, url, () => cluster.destroy());
   connected = true;
+  // Every command on the one client of the node holding the namespace, in the order sent (the cluster's
+  // own sendCommand looks the node up per command, and two lookups can finish out of order: a close sent
+  // before an admission could reach Redis after it). Looked up again after a failure (a moved slot).
+  let node: ReturnType<NodeRedisCluster['getNodeClientForKey']> | undefined;
   return {
-    call: (args) => cluster.sendCommand(routeKey, false, args),
+    call: async (args) => {
+      node ??= cluster.getNodeClientForKey(routeKey, false);
+      const current = node;
+      try {
+        return await (await current).sendCommand(args);
+      } catch (error) {
+        if (node === current) node = undefined;
+        throw error;
+      }
+    },
     subscribe: (channel, listener) => cluster.sSubscribe(channel, listener),
     unsubscribe: (channel) => cluster.sUnsubscribe(channel),
     get ready() {
